@@ -1,0 +1,190 @@
+"""params.yaml -> one typed, validated config object.
+
+Every knob of a build lives here; stages receive only their own section. Unknown keys are errors,
+so a typo in params.yaml fails at start-up instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PARAMS = PROJECT_ROOT / "params.yaml"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(Section):
+    """One source corpus. `kind` picks the adapter; `options` are the adapter's own settings."""
+
+    name: str
+    kind: str
+    path: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    limit: int | None = Field(default=None, ge=1, description="read at most this many items")
+
+
+class RunnerConfig(Section):
+    runner: str = "DirectRunner"
+    direct_running_mode: Literal["in_memory", "multi_processing", "multi_threading"] = "multi_processing"
+    num_workers: int = Field(default=2, ge=1)
+    extra_options: list[str] = Field(default_factory=list, description="passed to Beam PipelineOptions")
+
+
+class DecodeConfig(Section):
+    max_pixels: int = Field(default=40_000_000, ge=1, description="larger images are rejected (bomb guard)")
+    min_side: int = Field(default=48, ge=1)
+    max_file_bytes: int = Field(default=50_000_000, ge=1)
+
+
+class DetectConfig(Section):
+    model_path: str | None = Field(default=None, description="face_landmarker.task; None = packaged bundle")
+    max_faces: int = Field(default=4, ge=1)
+    multi_face: Literal["largest", "reject", "all"] = "largest"
+    min_detection_confidence: float = Field(default=0.5, ge=0, le=1)
+    min_presence_confidence: float = Field(default=0.5, ge=0, le=1)
+
+
+class AlignConfig(Section):
+    crop_size: int = Field(default=336, ge=32, le=2048)
+    jpeg_quality: int = Field(default=95, ge=50, le=100)
+    min_face_px: float = Field(default=24.0, ge=0, description="minimum inter-ocular distance in source px")
+    max_abs_yaw: float = Field(default=70.0, gt=0, le=180)
+    max_abs_pitch: float = Field(default=60.0, gt=0, le=180)
+    min_blur_score: float = Field(default=0.0, ge=0, description="variance of Laplacian of the crop; 0 = off")
+
+
+class AUConfig(Section):
+    backend: Literal["mediapipe"] = "mediapipe"
+    mapping: str = "schemas/blendshape_to_au.json"
+    thresholds: str = "schemas/au_thresholds.json"
+    vocabulary: str = "schemas/au_vocabulary.csv"
+
+
+class SynergyConfig(Section):
+    prototypes: str = "schemas/emotion_prototypes.json"
+    conflict_threshold: float = Field(default=0.34, ge=0, le=1)
+    conflict_policy: Literal["keep", "flag", "reject"] = "flag"
+
+
+class RenderConfig(Section):
+    templates_dir: str = "templates"
+    seed: int = 0
+    tasks_per_face: int = Field(default=2, ge=1)
+    mix: dict[str, float] = Field(
+        default_factory=lambda: {
+            "fe_recognition": 1.0,
+            "au_recognition": 1.0,
+            "au_to_fe_reasoning": 1.0,
+            "description": 1.0,
+        }
+    )
+
+    @field_validator("mix")
+    @classmethod
+    def _positive(cls, mix: dict[str, float]) -> dict[str, float]:
+        if not mix or any(w < 0 for w in mix.values()) or sum(mix.values()) <= 0:
+            raise ValueError("render.mix needs at least one task with a positive weight")
+        return mix
+
+
+class SplitConfig(Section):
+    seed: int = 0
+    ratios: dict[str, float] = Field(default_factory=lambda: {"train": 0.9, "test": 0.1})
+
+    @field_validator("ratios")
+    @classmethod
+    def _sums_to_one(cls, ratios: dict[str, float]) -> dict[str, float]:
+        if abs(sum(ratios.values()) - 1.0) > 1e-6 or any(r < 0 for r in ratios.values()):
+            raise ValueError("split.ratios must be non-negative and sum to 1")
+        return ratios
+
+
+class OutputConfig(Section):
+    dir: str = "build/demo"
+    rows_per_shard: int = Field(default=2000, ge=1)
+    compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+    overwrite: bool = True
+
+
+class ValidateConfig(Section):
+    suite: str = "schemas/expectations/fea_record_suite.json"
+    min_accept_rate: float = Field(default=0.0, ge=0, le=1)
+
+
+class Config(Section):
+    sources: list[SourceConfig] = Field(default_factory=lambda: [SourceConfig(name="demo", kind="demo")])
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    decode: DecodeConfig = Field(default_factory=DecodeConfig)
+    detect: DetectConfig = Field(default_factory=DetectConfig)
+    align: AlignConfig = Field(default_factory=AlignConfig)
+    au: AUConfig = Field(default_factory=AUConfig)
+    synergy: SynergyConfig = Field(default_factory=SynergyConfig)
+    render: RenderConfig = Field(default_factory=RenderConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    # Where relative paths in this config are anchored (the params file's folder).
+    base_dir: Path = Field(default=PROJECT_ROOT, exclude=True)
+
+    def resolve(self, path: str | Path) -> Path:
+        """A path from the config, relative to the params file's folder unless absolute."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    def params_hash(self) -> str:
+        """Hash of everything that shapes the output (not where it is written)."""
+        data = self.model_dump(mode="json", by_alias=True, exclude={"base_dir", "runner", "output"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class ConfigError(ValueError):
+    """params.yaml or an override is invalid; the message is meant for the user."""
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set `a.b.c` in a nested dict, creating sections as needed."""
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set {dotted}: {key} is not a section")
+    node[keys[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read params.yaml (or the defaults) and apply `key.path=value` overrides (values parsed as YAML)."""
+    params_path = Path(path) if path else DEFAULT_PARAMS
+    data: dict[str, Any] = {}
+    if params_path.exists():
+        loaded = yaml.safe_load(params_path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{params_path}: top level must be a mapping")
+        data = loaded
+    elif path is not None:
+        raise ConfigError(f"params file not found: {params_path}")
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key.path=value")
+        key, raw = item.split("=", 1)
+        set_dotted(data, key.strip(), yaml.safe_load(raw))
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"invalid params ({where}): {first['msg']}") from None
+    config.base_dir = params_path.resolve().parent if params_path.exists() else PROJECT_ROOT
+    return config

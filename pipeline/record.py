@@ -1,0 +1,100 @@
+"""The units that flow through the pipeline: a source item, the sample it becomes, a reject.
+
+A `SourceItem` is one input (a photo, or one sampled frame of a video): the unit of accounting,
+inputs = accepted + rejected. A `Sample` is one face found in an item and gathers what each stage
+adds. A `Reject` records why an item left the pipeline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class SourceItem:
+    source: str
+    source_item: str  # path relative to the corpus root (or an id); stable across machines
+    uri: str  # where to read the bytes (absolute path)
+    emotion: str | None = None  # canonical emotion from the corpus annotation
+    emotion_raw: str | None = None  # the corpus' own label, before harmonisation
+    subject_id: str | None = None
+    split: str | None = None  # official split, when the corpus has one
+    frame_index: int | None = None  # for frames sampled from a video
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Identity of the input for accounting and resume."""
+        return f"{self.source}:{self.source_item}" + (
+            f"#{self.frame_index}" if self.frame_index is not None else ""
+        )
+
+
+@dataclass
+class Sample:
+    """One face of one item, enriched stage by stage."""
+
+    item: SourceItem
+    image_sha256: str = ""
+    pixels: np.ndarray | None = None  # decoded RGB uint8 HxWx3; dropped after alignment
+    source_width: int = 0
+    source_height: int = 0
+    face_index: int = 0
+    num_faces_detected: int = 0
+    mesh: np.ndarray | None = None  # (478, 3) landmarks in source pixels (z in pixel-like units)
+    blendshapes: np.ndarray | None = None  # (52,) scores in [0, 1]
+    pose: tuple[float, float, float] = (0.0, 0.0, 0.0)  # yaw, pitch, roll in degrees
+    bbox: list[float] = field(default_factory=list)
+    landmarks_5: np.ndarray | None = None
+    landmarks_5_aligned: np.ndarray | None = None
+    face_size_px: float = 0.0
+    blur_score: float = 0.0
+    crop_jpeg: bytes = b""
+    au_intensity: np.ndarray | None = None  # aligned to the AU vocabulary
+    au_present: list[str] = field(default_factory=list)
+    au_source: str = ""
+    fe_au_consistency: float | None = None
+    evidence_aus: list[str] = field(default_factory=list)
+    fe_au_conflict: bool = False
+
+    @property
+    def face_id(self) -> str:
+        """Content-derived: the same face of the same bytes from the same source gets the same id."""
+        frame = self.item.frame_index if self.item.frame_index is not None else -1
+        raw = f"{self.item.source}|{self.image_sha256}|{frame}|{self.face_index}"
+        return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+@dataclass
+class Reject:
+    source: str
+    source_item: str
+    stage: str
+    reason: str
+    detail: str = ""
+    image_sha256: str | None = None
+    frame_index: int | None = None
+    duplicate_of: str | None = None
+
+    @classmethod
+    def of(cls, item: SourceItem, stage: str, reason: str, detail: str = "", sha: str | None = None) -> Reject:
+        return cls(item.source, item.source_item, stage, reason, detail[:500], sha, item.frame_index)
+
+
+@dataclass
+class Instruction:
+    """One rendered conversation about one face: an output row of the dataset."""
+
+    sample: Sample
+    task: str
+    template_id: str
+    conversations: list[dict[str, str]]  # [{"role": "user"|"assistant", "content": ...}], <image> once
+
+    @property
+    def sample_id(self) -> str:
+        raw = f"{self.sample.face_id}|{self.task}|{self.template_id}"
+        return hashlib.sha256(raw.encode()).hexdigest()[:24]
