@@ -110,7 +110,6 @@ class SplitConfig(Section):
 
 class OutputConfig(Section):
     dir: str = "build/demo"
-    rows_per_shard: int = Field(default=2000, ge=1)
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
     overwrite: bool = True
 

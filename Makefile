@@ -1,0 +1,29 @@
+# Two entry points that do all the set-up on a fresh machine (see README.md):
+#   make demo   build + validate the embedded demo dataset into build/demo
+#   make test   run the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/fea build
+	$(BIN)/fea report build/demo
+
+test: $(STAMP)
+	$(BIN)/ruff check pipeline tests
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check pipeline tests
+
+clean:
+	rm -rf build $(VENV)

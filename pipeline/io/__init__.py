@@ -1,0 +1,1 @@
+"""Output side of a build: schemas, rows, Parquet, rejects, manifest."""

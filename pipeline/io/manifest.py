@@ -1,0 +1,86 @@
+"""manifest.json of a build: counts that add up (inputs = accepted + rejected), versions, params hash.
+
+Counts are taken from the written files, not from in-flight counters, so the manifest describes
+exactly what a reader will find; a mismatch with the enumerated inputs is an accounting error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+
+class AccountingError(RuntimeError):
+    """Some input is neither in the output nor among the rejects: a silent drop."""
+
+
+def _keys(table) -> list[tuple]:
+    cols = [table.column(c).to_pylist() for c in ("source", "source_item", "frame_index")]
+    return list(zip(*cols, strict=True))
+
+
+def read_columns(folder: Path, columns: list[str]):
+    files = sorted(folder.glob("*.parquet"))
+    import pyarrow as pa
+
+    tables = [pq.read_table(f, columns=columns) for f in files]
+    return pa.concat_tables(tables) if tables else None
+
+
+def summarize(out_dir: Path, input_keys: list[tuple]) -> dict[str, Any]:
+    rows = read_columns(out_dir / "data", ["source", "source_item", "frame_index", "split", "emotion",
+                                            "task", "au_present", "face_id"])
+    rejects = read_columns(out_dir / "rejects", ["source", "source_item", "frame_index", "stage", "reason"])
+    accepted = set(_keys(rows)) if rows is not None else set()
+    by_reason: Counter[str] = Counter()
+    face_rejects: Counter[str] = Counter()
+    rejected: set[tuple] = set()
+    if rejects is not None:
+        stages = rejects.column("stage").to_pylist()
+        reasons = rejects.column("reason").to_pylist()
+        for key, stage, reason in zip(_keys(rejects), stages, reasons, strict=True):
+            if key in accepted:  # another face of an accepted input: not an input-level reject
+                face_rejects[f"{stage}/{reason}"] += 1
+            elif key not in rejected:
+                rejected.add(key)
+                by_reason[f"{stage}/{reason}"] += 1
+    inputs = set(input_keys)
+    lost = inputs - accepted - rejected
+    if lost or len(input_keys) != len(inputs):
+        example = sorted(map(str, lost))[:3]
+        raise AccountingError(
+            f"{len(lost)} input(s) neither accepted nor rejected (e.g. {example}); "
+            f"{len(input_keys) - len(inputs)} duplicate input key(s)"
+        )
+    counts: dict[str, Any] = {
+        "inputs": len(inputs),
+        "accepted_inputs": len(accepted),
+        "rejected_inputs": len(rejected),
+        "rejected_by_reason": dict(sorted(by_reason.items())),
+        "face_rejects_of_accepted_inputs": dict(sorted(face_rejects.items())),
+        "rows": 0 if rows is None else rows.num_rows,
+        "faces": 0 if rows is None else len(set(rows.column("face_id").to_pylist())),
+    }
+    if rows is not None:
+        counts["rows_by_split"] = dict(sorted(Counter(rows.column("split").to_pylist()).items()))
+        counts["rows_by_task"] = dict(sorted(Counter(rows.column("task").to_pylist()).items()))
+        emotions = Counter(str(e) for e in rows.column("emotion").to_pylist())
+        counts["rows_by_emotion"] = dict(sorted(emotions.items()))
+    return counts
+
+
+def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> Path:
+    path = out_dir / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def read_manifest(out_dir: Path) -> dict[str, Any]:
+    path = Path(out_dir) / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{out_dir} is not a build: no manifest.json")
+    return json.loads(path.read_text())

@@ -1,0 +1,62 @@
+"""Turn pipeline objects into rows of the record and reject schemas."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from pipeline.record import Instruction, Reject
+
+
+def _round(values, digits: int = 2) -> list:
+    return [[round(float(v), digits) for v in point] for point in values]
+
+
+def instruction_row(inst: Instruction, split: str, versions: dict[str, str]) -> dict[str, Any]:
+    s = inst.sample
+    item = s.item
+    yaw, pitch, roll = s.pose
+    return {
+        "sample_id": inst.sample_id,
+        "face_id": s.face_id,
+        "source": item.source,
+        "source_item": item.source_item,
+        "subject_id": item.subject_id,
+        "split": split,
+        "image_sha256": s.image_sha256,
+        "frame_index": item.frame_index,
+        "face_index": s.face_index,
+        "image": {"bytes": s.crop_jpeg, "path": f"{s.face_id}.jpg"},
+        "source_width": s.source_width,
+        "source_height": s.source_height,
+        "bbox": [round(v, 2) for v in s.bbox],
+        "landmarks_5": _round(s.landmarks_5),
+        "landmarks_5_aligned": _round(s.landmarks_5_aligned),
+        "yaw": yaw,
+        "pitch": pitch,
+        "roll": roll,
+        "face_size_px": s.face_size_px,
+        "blur_score": s.blur_score,
+        "num_faces_detected": s.num_faces_detected,
+        "emotion": item.emotion,
+        "emotion_raw": item.emotion_raw,
+        "emotion_source": f"corpus:{item.source}" if item.emotion else None,
+        "au_intensity": [round(float(v), 3) for v in s.au_intensity],
+        "au_present": list(s.au_present),
+        "au_source": s.au_source,
+        "blendshapes": [round(float(v), 4) for v in s.blendshapes],
+        "fe_au_consistency": s.fe_au_consistency,
+        "evidence_aus": list(s.evidence_aus),
+        "fe_au_conflict": s.fe_au_conflict,
+        "task": inst.task,
+        "template_id": inst.template_id,
+        "conversations": inst.conversations,
+        **versions,
+    }
+
+
+def reject_row(reject: Reject, versions: dict[str, str]) -> dict[str, Any]:
+    row = asdict(reject)
+    row["params_hash"] = versions["params_hash"]
+    row["pipeline_version"] = versions["pipeline_version"]
+    return row

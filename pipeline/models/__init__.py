@@ -1,0 +1,1 @@
+"""Model files (resolved offline, checksummed) and the backends that run them."""

@@ -1,0 +1,33 @@
+"""Corpus label harmonisation: any corpus' emotion words -> the canonical 8 (schemas/emotions.json)."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+
+from pipeline.config import PROJECT_ROOT
+
+EMOTIONS_FILE = PROJECT_ROOT / "schemas" / "emotions.json"
+
+
+@cache
+def _emotions() -> dict:
+    return json.loads(EMOTIONS_FILE.read_text())
+
+
+def canonical_emotions() -> list[str]:
+    return list(_emotions()["canonical"])
+
+
+@cache
+def _synonym_table() -> dict[str, str]:
+    return {syn.lower(): canon for canon, syns in _emotions()["synonyms"].items() for syn in syns}
+
+
+def canonical_emotion(raw: str, extra: dict[str, str] | None = None) -> str | None:
+    """The canonical emotion for a corpus label, or None if the label is unknown."""
+    key = raw.strip().lower()
+    if extra and key in {k.lower() for k in extra}:
+        mapped = {k.lower(): v for k, v in extra.items()}[key]
+        return mapped if mapped in canonical_emotions() else None
+    return _synonym_table().get(key)

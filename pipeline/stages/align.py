@@ -1,0 +1,89 @@
+"""Align: similarity transform of five mesh points onto a canonical template; crop, quality, JPEG.
+
+Rejects: face_too_small (inter-ocular distance), extreme_pose (yaw/pitch), too_blurry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.config import AlignConfig
+from pipeline.record import Sample
+from pipeline.stages.base import Stage
+
+# Face-mesh indices of the five points, in image order for a frontal face:
+# iris centre on the image-left eye, on the image-right eye, nose tip, image-left and image-right mouth corner.
+FIVE_POINT_MESH_INDICES = (468, 473, 1, 61, 291)
+
+
+@cache
+def canonical_template(template_file: Path, crop_size: int) -> np.ndarray:
+    spec = json.loads(Path(template_file).read_text())
+    points = np.asarray(spec["points_112"], dtype=np.float64) / 112.0
+    points = (points - 0.5) * spec["scale"] + 0.5
+    points[:, 1] += spec.get("shift_y", 0.0)
+    return (points * crop_size).astype(np.float32)
+
+
+def five_points(mesh: np.ndarray) -> np.ndarray:
+    return mesh[list(FIVE_POINT_MESH_INDICES), :2].astype(np.float32)
+
+
+def blur_score(gray: np.ndarray) -> float:
+    """Variance of the Laplacian: low values mean a blurred crop."""
+    return float(cv2.Laplacian(gray, cv2.CV_64F).var())
+
+
+class AlignStage(Stage):
+    name = "align"
+    reasons = ("face_too_small", "extreme_pose", "too_blurry", "alignment_failed")
+
+    def __init__(self, cfg: AlignConfig, template_file: Path) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.template_file = Path(template_file)
+
+    def run(self, sample: Sample) -> Iterator:
+        cfg = self.cfg
+        points = five_points(sample.mesh)
+        inter_ocular = float(np.linalg.norm(points[0] - points[1]))
+        yaw, pitch, _ = sample.pose
+        if inter_ocular < cfg.min_face_px:
+            yield self.reject(sample, "face_too_small", f"inter-ocular {inter_ocular:.1f}px < {cfg.min_face_px}")
+            return
+        if abs(yaw) > cfg.max_abs_yaw or abs(pitch) > cfg.max_abs_pitch:
+            yield self.reject(sample, "extreme_pose", f"yaw {yaw:.0f}, pitch {pitch:.0f}")
+            return
+        template = canonical_template(self.template_file, cfg.crop_size)
+        matrix, _ = cv2.estimateAffinePartial2D(points, template, method=cv2.LMEDS)
+        if matrix is None:
+            yield self.reject(sample, "alignment_failed", "no similarity transform")
+            return
+        size = cfg.crop_size
+        crop = cv2.warpAffine(sample.pixels, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        blur = blur_score(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY))
+        if blur < cfg.min_blur_score:
+            yield self.reject(sample, "too_blurry", f"blur score {blur:.1f} < {cfg.min_blur_score}")
+            return
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
+                                [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
+        if not ok:
+            yield self.reject(sample, "alignment_failed", "JPEG encoding failed")
+            return
+        xy = sample.mesh[:, :2]
+        sample.bbox = [float(v) for v in (*xy.min(axis=0), *xy.max(axis=0))]
+        sample.landmarks_5 = points
+        sample.landmarks_5_aligned = cv2.transform(points[None], matrix)[0]
+        sample.face_size_px = inter_ocular
+        sample.blur_score = blur
+        sample.crop_jpeg = jpeg.tobytes()
+        sample.pixels = None  # the full image is no longer needed; keep memory flat
+        sample.mesh = None
+        yield sample

@@ -1,0 +1,111 @@
+"""Decode: bytes -> RGB uint8 array. EXIF orientation applied; grey, alpha, CMYK, 16-bit made RGB.
+
+Rejects: file_not_found, empty_file, file_too_large, not_an_image, corrupt_image, too_many_pixels,
+too_small, unreadable_frame.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pipeline.config import DecodeConfig
+from pipeline.record import Sample, SourceItem
+from pipeline.stages.base import Stage
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB; transparent pixels composited on white (not black, which hides faces)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        scale = 255.0 / 65535.0 if array.max() > 255 else 1.0  # 16-bit samples -> 8-bit
+        image = Image.fromarray(np.clip(array * scale, 0, 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+class DecodeStage(Stage):
+    name = "decode"
+    reasons = (
+        "file_not_found", "empty_file", "file_too_large", "not_an_image", "corrupt_image",
+        "too_many_pixels", "too_small", "unreadable_frame",
+    )
+
+    def __init__(self, cfg: DecodeConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    def run(self, item: SourceItem) -> Iterator:
+        if item.frame_index is not None:
+            yield from self._video_frame(item)
+            return
+        try:
+            size = os.path.getsize(item.uri)
+        except OSError as exc:
+            yield self.reject(item, "file_not_found", str(exc))
+            return
+        if size == 0:
+            yield self.reject(item, "empty_file")
+            return
+        if size > self.cfg.max_file_bytes:
+            yield self.reject(item, "file_too_large", f"{size} bytes > {self.cfg.max_file_bytes}")
+            return
+        with open(item.uri, "rb") as fh:
+            data = fh.read()
+        sha = hashlib.sha256(data).hexdigest()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image = Image.open(io.BytesIO(data))
+                width, height = image.size
+                if width * height > self.cfg.max_pixels:
+                    yield self._sized(item, "too_many_pixels", f"{width}x{height}", sha)
+                    return
+                image.load()
+        except UnidentifiedImageError:
+            yield self._sized(item, "not_an_image", "not a recognised image format", sha)
+            return
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            yield self._sized(item, "too_many_pixels", str(exc), sha)
+            return
+        except (OSError, SyntaxError, ValueError) as exc:
+            yield self._sized(item, "corrupt_image", f"{type(exc).__name__}: {exc}", sha)
+            return
+        image = ImageOps.exif_transpose(image)
+        yield from self._emit(item, np.asarray(to_rgb(image)), sha)
+
+    def _sized(self, item: SourceItem, reason: str, detail: str, sha: str):
+        reject = self.reject(item, reason, detail)
+        reject.image_sha256 = sha
+        return reject
+
+    def _video_frame(self, item: SourceItem) -> Iterator:
+        import cv2
+
+        capture = cv2.VideoCapture(item.uri)
+        try:
+            capture.set(cv2.CAP_PROP_POS_FRAMES, item.frame_index)
+            ok, frame = capture.read()
+        finally:
+            capture.release()
+        if not ok or frame is None:
+            yield self.reject(item, "unreadable_frame", f"frame {item.frame_index}")
+            return
+        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        yield from self._emit(item, rgb, hashlib.sha256(rgb.tobytes()).hexdigest())
+
+    def _emit(self, item: SourceItem, rgb: np.ndarray, sha: str) -> Iterator:
+        height, width = rgb.shape[:2]
+        if min(height, width) < self.cfg.min_side:
+            yield self._sized(item, "too_small", f"{width}x{height} < {self.cfg.min_side}px", sha)
+            return
+        yield Sample(item, image_sha256=sha, pixels=rgb, source_width=width, source_height=height)

@@ -1,0 +1,70 @@
+"""Detect: faces, 478-point mesh, blendshapes and head pose with the MediaPipe Face Landmarker.
+
+One Sample in, one Sample per kept face out (policy `multi_face`: largest | reject | all).
+Rejects: no_face, multiple_faces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+
+import numpy as np
+
+from pipeline.config import DetectConfig
+from pipeline.models.landmarker import FaceLandmarker
+from pipeline.record import Sample
+from pipeline.stages.base import Stage
+
+
+def face_area(mesh: np.ndarray) -> float:
+    x0, y0 = mesh[:, :2].min(axis=0)
+    x1, y1 = mesh[:, :2].max(axis=0)
+    return float((x1 - x0) * (y1 - y0))
+
+
+class DetectStage(Stage):
+    name = "detect"
+    reasons = ("no_face", "multiple_faces")
+
+    def __init__(self, cfg: DetectConfig, model_path: str | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.model_path = model_path
+        self.landmarker: FaceLandmarker | None = None
+
+    def setup(self) -> None:
+        # Loaded once per worker process; MediaPipe graphs are not shared between threads.
+        self.landmarker = FaceLandmarker(
+            self.model_path,
+            max_faces=self.cfg.max_faces,
+            min_detection_confidence=self.cfg.min_detection_confidence,
+            min_presence_confidence=self.cfg.min_presence_confidence,
+        )
+
+    def teardown(self) -> None:
+        if self.landmarker is not None:
+            self.landmarker.close()
+            self.landmarker = None
+
+    def run(self, sample: Sample) -> Iterator:
+        assert self.landmarker is not None, "setup() not called"
+        faces = self.landmarker.detect(sample.pixels)
+        if not faces:
+            yield self.reject(sample, "no_face")
+            return
+        if len(faces) > 1 and self.cfg.multi_face == "reject":
+            yield self.reject(sample, "multiple_faces", f"{len(faces)} faces")
+            return
+        order = sorted(range(len(faces)), key=lambda i: face_area(faces[i].mesh), reverse=True)
+        keep = order if self.cfg.multi_face == "all" else order[:1]
+        for rank, index in enumerate(keep):
+            face = faces[index]
+            yield replace(
+                sample,
+                face_index=rank,
+                num_faces_detected=len(faces),
+                mesh=face.mesh,
+                blendshapes=face.blendshapes,
+                pose=face.pose,
+            )
