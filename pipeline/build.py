@@ -7,6 +7,7 @@ so a reader never sees a half-written build.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -44,6 +45,16 @@ class BuildResult:
     out_dir: Path
     manifest: dict[str, Any]
     seconds: float
+    validation: Any = None  # pipeline.validate.ValidationReport when the build was validated
+
+
+class ValidationFailed(RuntimeError):
+    """The build ran but failed validation; it stays in `<out>.partial/` and is not published."""
+
+    def __init__(self, staging: Path, report: Any) -> None:
+        super().__init__(f"validation failed ({', '.join(report.failed[:5])}); build left in {staging}")
+        self.staging = staging
+        self.report = report
 
 
 def enumerate_inputs(config: Config) -> tuple[list[SourceItem], list[Reject]]:
@@ -60,9 +71,16 @@ def enumerate_inputs(config: Config) -> tuple[list[SourceItem], list[Reject]]:
     return items, rejects
 
 
+def quiet_native_logs() -> None:
+    """Keep a build's output readable: MediaPipe/TFLite and Beam workers are chatty at INFO/WARNING."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
+
+
 def pipeline_options(config: Config) -> PipelineOptions:
     runner = config.runner
-    args = [f"--runner={runner.runner}", "--default_sdk_harness_log_level=WARNING", *runner.extra_options]
+    args = [f"--runner={runner.runner}", "--default_sdk_harness_log_level=ERROR", *runner.extra_options]
     if runner.runner == "DirectRunner":
         # Chosen explicitly: left alone, the DirectRunner may pick Prism, a binary downloaded at run time.
         args += [f"--direct_running_mode={runner.direct_running_mode}",
@@ -76,8 +94,9 @@ def _then(pcoll, label: str, stage, rejects: list):
     return result.ok
 
 
-def build(config: Config, progress: bool = True) -> BuildResult:
+def build(config: Config, progress: bool = True, validate: bool = True) -> BuildResult:
     started = time.monotonic()
+    quiet_native_logs()
     out_dir = config.resolve(config.output.dir)
     staging = out_dir.with_name(out_dir.name + ".partial")
     if out_dir.exists() and not config.output.overwrite:
@@ -151,7 +170,6 @@ def build(config: Config, progress: bool = True) -> BuildResult:
         result = p.run()
         result.wait_until_finish()
     shutil.rmtree(progress_dir, ignore_errors=True)
-    _drop_empty_shards(staging / "data")
 
     input_keys = [(i.source, i.source_item, i.frame_index) for i in items]
     input_keys += [(r.source, r.source_item, r.frame_index) for r in read_rejects]
@@ -171,18 +189,19 @@ def build(config: Config, progress: bool = True) -> BuildResult:
         "build_seconds": round(time.monotonic() - started, 2),
     }
     write_manifest(staging, manifest)
+    report = None
+    if validate:
+        from pipeline.validate import validate_build
+
+        report = validate_build(staging, config.resolve(config.validate_.suite), config.validate_.min_accept_rate)
+        if not report.success:
+            raise ValidationFailed(staging, report)
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
-    return BuildResult(out_dir, manifest, time.monotonic() - started)
-
-
-def _drop_empty_shards(folder: Path) -> None:
-    """Beam writes one empty file for an empty split; an empty split is simply absent."""
-    import pyarrow.parquet as pq
-
-    for path in folder.glob("*.parquet"):
-        if pq.ParquetFile(path).metadata.num_rows == 0:
-            path.unlink()
+    if report is not None:  # the report was written inside the staging folder, which is now out_dir
+        report.result_path = out_dir / "validation" / report.result_path.name
+        report.html_path = out_dir / "validation" / report.html_path.name
+    return BuildResult(out_dir, manifest, time.monotonic() - started, report)
 
 
 def stage_counters(result) -> dict[str, dict[str, int]]:

@@ -66,36 +66,41 @@ def _config_from(args):
 
 
 def cmd_build(args) -> int:
-    from pipeline.build import build
+    from pipeline.build import ValidationFailed, build
 
     config = _config_from(args)
-    result = build(config, progress=not args.no_progress)
+    try:
+        result = build(config, progress=not args.no_progress, validate=not args.no_validate)
+    except ValidationFailed as exc:
+        _print_validation(exc.report)
+        print(f"fea build: not published: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     counts = result.manifest["counts"]
     print(f"built {result.out_dir}: {counts['inputs']} inputs = {counts['accepted_inputs']} accepted + "
           f"{counts['rejected_inputs']} rejected; {counts['rows']} rows in {result.seconds:.1f}s")
-    if args.no_validate:
-        return EXIT_OK
-    return _validate(result.out_dir, config.resolve(config.validate_.suite), config.validate_.min_accept_rate)
+    if result.validation is not None:
+        _print_validation(result.validation)
+    return EXIT_OK
 
 
-def _validate(out_dir: Path, suite: Path, min_accept_rate: float) -> int:
-    from pipeline.validate import validate_build
-
-    report = validate_build(out_dir, suite, min_accept_rate)
-    failed = [c for c in report.checks if not c[1]]
+def _print_validation(report) -> None:
+    failed = [c for c in report.checks if not c.success]
     print(f"validation {'passed' if report.success else 'FAILED'}: {len(report.checks) - len(failed)}/"
           f"{len(report.checks)} checks; report {report.html_path}")
-    for name, _, detail in failed[:10]:
-        print(f"  failed: {name}: {detail}", file=sys.stderr)
-    return EXIT_OK if report.success else EXIT_FAILED
+    for check in failed[:10]:
+        print(f"  failed: {check.name}: {check.detail}", file=sys.stderr)
 
 
 def cmd_validate(args) -> int:
     from pipeline.config import load_config
+    from pipeline.validate import validate_build
 
     config = load_config(args.params)
     suite = args.suite or config.resolve(config.validate_.suite)
-    return _validate(args.dir, suite, args.min_accept_rate)
+    rate = config.validate_.min_accept_rate if args.min_accept_rate is None else args.min_accept_rate
+    report = validate_build(args.dir, suite, rate, report_dir=args.report_dir)
+    _print_validation(report)
+    return EXIT_OK if report.success else EXIT_FAILED
 
 
 def cmd_inspect(args) -> int:
@@ -123,7 +128,9 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("dir", type=Path, help="build folder (with manifest.json)")
     v.add_argument("--params", type=Path, default=None, help="params file that names the expectation suite")
     v.add_argument("--suite", type=Path, default=None, help="expectation suite JSON (default: from params)")
-    v.add_argument("--min-accept-rate", type=float, default=0.0, help="fail if fewer inputs were accepted")
+    v.add_argument("--min-accept-rate", type=float, default=None,
+                   help="fail if a smaller share of inputs was accepted (default: params validate.min_accept_rate)")
+    v.add_argument("--report-dir", type=Path, default=None, help="where to write the result (default: DIR/validation)")
 
     i = sub.add_parser("inspect", help="counts, label distribution and a few rendered samples of a build")
     i.add_argument("dir", type=Path, help="build folder")
@@ -146,11 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.io.manifest import AccountingError
     from pipeline.models.files import ModelFileError
     from pipeline.sources import SourceError
+    from pipeline.templating import TemplateError
 
     handlers = {"build": cmd_build, "validate": cmd_validate, "inspect": cmd_inspect, "report": cmd_report}
     try:
         return handlers[args.command](args)
-    except (ConfigError, SourceError, FileExistsError) as exc:
+    except (ConfigError, SourceError, TemplateError, FileExistsError) as exc:
         print(f"fea {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (ModelFileError, FileNotFoundError) as exc:

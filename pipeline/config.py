@@ -168,7 +168,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     params_path = Path(path) if path else DEFAULT_PARAMS
     data: dict[str, Any] = {}
     if params_path.exists():
-        loaded = yaml.safe_load(params_path.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(params_path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{params_path}: not valid YAML: {exc}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{params_path}: top level must be a mapping")
         data = loaded
@@ -178,7 +181,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key.path=value")
         key, raw = item.split("=", 1)
-        set_dotted(data, key.strip(), yaml.safe_load(raw))
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: value is not valid YAML: {exc}") from None
+        set_dotted(data, key.strip(), value)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:

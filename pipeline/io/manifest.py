@@ -39,10 +39,12 @@ def summarize(out_dir: Path, input_keys: list[tuple]) -> dict[str, Any]:
     by_reason: Counter[str] = Counter()
     face_rejects: Counter[str] = Counter()
     rejected: set[tuple] = set()
+    reject_rows: Counter[str] = Counter()
     if rejects is not None:
         stages = rejects.column("stage").to_pylist()
         reasons = rejects.column("reason").to_pylist()
         for key, stage, reason in zip(_keys(rejects), stages, reasons, strict=True):
+            reject_rows[f"{stage}/{reason}"] += 1
             if key in accepted:  # another face of an accepted input: not an input-level reject
                 face_rejects[f"{stage}/{reason}"] += 1
             elif key not in rejected:
@@ -62,6 +64,7 @@ def summarize(out_dir: Path, input_keys: list[tuple]) -> dict[str, Any]:
         "rejected_inputs": len(rejected),
         "rejected_by_reason": dict(sorted(by_reason.items())),
         "face_rejects_of_accepted_inputs": dict(sorted(face_rejects.items())),
+        "reject_rows_by_reason": dict(sorted(reject_rows.items())),
         "rows": 0 if rows is None else rows.num_rows,
         "faces": 0 if rows is None else len(set(rows.column("face_id").to_pylist())),
     }

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Iterator
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from pipeline.config import DecodeConfig
 from pipeline.record import Sample, SourceItem
@@ -22,15 +22,41 @@ from pipeline.stages.base import Stage
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any PIL mode -> 8-bit RGB; transparent pixels composited on white (not black, which hides faces)."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         array = np.asarray(image, dtype=np.float64)
-        scale = 255.0 / 65535.0 if array.max() > 255 else 1.0  # 16-bit samples -> 8-bit
-        image = Image.fromarray(np.clip(array * scale, 0, 255).astype(np.uint8))
+        # I;16* modes are 16-bit by definition (a dark 16-bit image must not pass as 8-bit);
+        # mode I (32-bit) is ambiguous, so its range decides.
+        sixteen_bit = image.mode.startswith("I;16") or array.max() > 255
+        scale = 255.0 / 65535.0 if sixteen_bit else 1.0
+        image = Image.fromarray(np.clip(np.rint(array * scale), 0, 255).astype(np.uint8))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+# EXIF orientation -> the transpose that displays the image upright (as ImageOps.exif_transpose).
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def apply_exif_orientation(image: Image.Image) -> Image.Image:
+    """Rotate/flip by the EXIF orientation tag. Unlike ImageOps.exif_transpose it does not rewrite the
+    EXIF block, which raises on photos whose (unused) metadata is malformed."""
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - unreadable metadata: keep the pixels as stored
+        return image
+    method = _ORIENTATION.get(orientation) if isinstance(orientation, int) else None
+    return image.transpose(method) if method is not None else image
 
 
 class DecodeStage(Stage):
@@ -80,7 +106,7 @@ class DecodeStage(Stage):
         except (OSError, SyntaxError, ValueError) as exc:
             yield self._sized(item, "corrupt_image", f"{type(exc).__name__}: {exc}", sha)
             return
-        image = ImageOps.exif_transpose(image)
+        image = apply_exif_orientation(image)
         yield from self._emit(item, np.asarray(to_rgb(image)), sha)
 
     def _sized(self, item: SourceItem, reason: str, detail: str, sha: str):
