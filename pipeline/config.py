@@ -163,9 +163,15 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def default_params_path() -> Path:
+    """./params.yaml when there is one (a DVC checkout, a user's project), else the project's own."""
+    local = Path.cwd() / "params.yaml"
+    return local if local.is_file() else DEFAULT_PARAMS
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Read params.yaml (or the defaults) and apply `key.path=value` overrides (values parsed as YAML)."""
-    params_path = Path(path) if path else DEFAULT_PARAMS
+    params_path = Path(path) if path else default_params_path()
     data: dict[str, Any] = {}
     if params_path.exists():
         try:
