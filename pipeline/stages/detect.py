@@ -51,7 +51,8 @@ class DetectStage(Stage):
         assert self.landmarker is not None, "setup() not called"
         faces = self.landmarker.detect(sample.pixels)
         if not faces:
-            yield self.reject(sample, "no_face", f"no face at detection confidence >= {self.cfg.min_detection_confidence}")
+            detail = f"no face at detection confidence >= {self.cfg.min_detection_confidence}"
+            yield self.reject(sample, "no_face", detail)
             return
         if len(faces) > 1 and self.cfg.multi_face == "reject":
             yield self.reject(sample, "multiple_faces", f"{len(faces)} faces")
