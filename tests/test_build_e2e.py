@@ -140,3 +140,14 @@ def test_new_seed_changes_the_mix(demo_build: Path, tmp_path: Path) -> None:
     a = set(read_rows(demo_build, ["template_id"]).column("template_id").to_pylist())
     b = set(read_rows(other, ["template_id"]).column("template_id").to_pylist())
     assert a != b
+
+
+def test_failed_validation_exits_non_zero_and_publishes_nothing(demo_build: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "strict"
+    # The demo corpus has no-face files on purpose, so requiring 99% acceptance must fail validation.
+    code = main(["build", "--no-progress", "--running-mode", "in_memory", "--limit", "12",
+                 "--set", "validate.min_accept_rate=0.99", "-o", str(out)])
+    assert code == 1
+    assert not out.exists()
+    assert (tmp_path / "strict.partial" / "validation" / "report.html").is_file()
+    assert "accept_rate" in capsys.readouterr().err
