@@ -266,7 +266,8 @@ def _run_suite(frame: pd.DataFrame, suite_path: Path) -> tuple[list[Check], dict
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
 
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # it logs its temp docs dir at INFO
+    # GX sets INFO on this logger itself and announces its temporary docs folder there.
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     try:
