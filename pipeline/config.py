@@ -138,9 +138,16 @@ class Config(Section):
     base_dir: Path = Field(default=PROJECT_ROOT, exclude=True)
 
     def resolve(self, path: str | Path) -> Path:
-        """A path from the config, relative to the params file's folder unless absolute."""
+        """A path from the config: absolute, or relative to the params file's folder; a relative path
+        that exists only in the project (schemas/, templates/) falls back to the project's copy, so a
+        params file kept elsewhere needs to name only what it changes."""
         p = Path(path).expanduser()
-        return p if p.is_absolute() else (self.base_dir / p).resolve()
+        if p.is_absolute():
+            return p
+        local = (self.base_dir / p).resolve()
+        if not local.exists() and (PROJECT_ROOT / p).exists():
+            return (PROJECT_ROOT / p).resolve()
+        return local
 
     def params_hash(self) -> str:
         """Hash of everything that shapes the output (not where it is written)."""
