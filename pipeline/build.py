@@ -26,6 +26,7 @@ from pipeline.io.schema import arrow_schema, schema_version
 from pipeline.models.files import resolve_model
 from pipeline.progress import CountProgress, ProgressDisplay
 from pipeline.record import Reject, SourceItem
+from pipeline.release import write_dataset_card
 from pipeline.sources import make_source
 from pipeline.splits import assign_split
 from pipeline.stages.align import AlignStage
@@ -189,6 +190,7 @@ def build(config: Config, progress: bool = True, validate: bool = True) -> Build
         "build_seconds": round(time.monotonic() - started, 2),
     }
     write_manifest(staging, manifest)
+    write_dataset_card(staging)  # <out>/README.md: the Hugging Face dataset card of the release
     report = None
     if validate:
         from pipeline.validate import validate_build

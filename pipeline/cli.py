@@ -118,6 +118,78 @@ def cmd_report(args) -> int:
     return EXIT_OK
 
 
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train", help="fine-tune an image-text-to-text model on a build's train split (loss on answers only)",
+        description="Fine-tune a Hugging Face image-text-to-text model (e.g. a LLaVA checkpoint) on the "
+                    "conversations of a build, read with `datasets`. User turns are masked out of the loss; the "
+                    "loss of every step is printed and logged to OUTPUT/train_log.jsonl; the final model is saved "
+                    "in OUTPUT. Needs transformers (and peft for --lora): pip install -e '.[train]'.")
+    p.add_argument("dir", type=Path, nargs="?", default=Path("build/demo"), help="build folder (default build/demo)")
+    p.add_argument("--model", required=True,
+                   help="model folder or hub id; 'tiny' builds a tiny random LLaVA-style model offline (smoke tests)")
+    p.add_argument("--output-dir", "-o", type=Path, required=True, help="where checkpoints and the final model go")
+    p.add_argument("--split", default="train", help="split to train on (default train)")
+    p.add_argument("--streaming", action="store_true", help="stream the rows (datasets IterableDataset)")
+    p.add_argument("--limit", type=int, help="use only the first N rows (e.g. to overfit a handful)")
+    p.add_argument("--epochs", type=int, default=1, help="passes over the data (default 1; ignored with --max-steps)")
+    p.add_argument("--max-steps", type=int, help="stop after N optimizer steps (cycling through the data)")
+    p.add_argument("--batch-size", type=int, default=4, help="rows per forward pass (default 4)")
+    p.add_argument("--grad-accum", type=int, default=1, help="forward passes per optimizer step (default 1)")
+    p.add_argument("--lr", type=float, default=2e-5, help="AdamW learning rate (default 2e-5)")
+    p.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up steps")
+    p.add_argument("--max-length", type=int, default=2048, help="truncate examples to N tokens (default 2048)")
+    p.add_argument("--save-steps", type=int, default=0, help="save OUTPUT/checkpoint-N every N steps (0: final only)")
+    p.add_argument("--freeze-vision", action="store_true", help="do not train the vision tower")
+    p.add_argument("--lora", action="store_true", help="train LoRA adapters on the language model (needs peft)")
+    p.add_argument("--lora-r", type=int, default=16, help="LoRA rank (default 16; alpha = 2 * rank)")
+    p.add_argument("--bf16", action="store_true", help="load the model in bfloat16")
+    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--seed", type=int, default=0, help="shuffling and initialisation seed")
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate", help="generate answers on a build's test split; FE accuracy and AU F1",
+        description="Generate an answer to the first user turn of every row (greedy) and score it FEABench-style: "
+                    "FE accuracy (first canonical emotion word vs the label) and AU F1 (AU codes named vs au_present).")
+    p.add_argument("dir", type=Path, nargs="?", default=Path("build/demo"), help="build folder (default build/demo)")
+    p.add_argument("--model", required=True, help="model folder (e.g. the OUTPUT of fea train) or hub id")
+    p.add_argument("--split", default="test", help="split to evaluate (default test)")
+    p.add_argument("--limit", type=int, help="evaluate the first N rows only")
+    p.add_argument("--batch-size", type=int, default=8, help="rows per generate call (default 8)")
+    p.add_argument("--max-new-tokens", type=int, default=128, help="answer length limit (default 128)")
+    p.add_argument("--output", type=Path, help="write predictions.jsonl and scores.json to this folder")
+    p.add_argument("--streaming", action="store_true", help="stream the rows (datasets IterableDataset)")
+    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+
+
+def cmd_train(args) -> int:
+    from pipeline.train.loop import TrainConfig, train
+
+    result = train(TrainConfig(
+        build_dir=args.dir, model=args.model, output_dir=args.output_dir, split=args.split,
+        streaming=args.streaming, limit=args.limit, epochs=args.epochs, max_steps=args.max_steps,
+        batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr, warmup_steps=args.warmup_steps,
+        max_length=args.max_length, save_steps=args.save_steps, freeze_vision=args.freeze_vision,
+        lora=args.lora, lora_r=args.lora_r, bf16=args.bf16, device=args.device, seed=args.seed,
+    ))
+    first, last = (result.losses[0], result.losses[-1]) if result.losses else (float("nan"), float("nan"))
+    print(f"trained {result.steps} steps in {result.seconds:.1f}s: loss {first:.4f} -> {last:.4f}; "
+          f"model saved in {result.output_dir}")
+    return EXIT_OK
+
+
+def cmd_evaluate(args) -> int:
+    from pipeline.train.evaluate import evaluate
+
+    scores = evaluate(args.dir, args.model, split=args.split, limit=args.limit, batch_size=args.batch_size,
+                      max_new_tokens=args.max_new_tokens, device=args.device, output_dir=args.output,
+                      streaming=args.streaming)
+    print(json.dumps(scores, indent=2))
+    return EXIT_OK
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="fea", description="Build, validate and inspect FEA instruction datasets.")
     top.add_argument("-v", "--verbose", action="store_true", help="log progress of every stage")
@@ -141,6 +213,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("dir", type=Path, help="build folder")
     r.add_argument("--output", type=Path, default=None, help="HTML path (default: DIR/report/report.html)")
     r.add_argument("--samples", type=int, default=12, help="sample faces shown with their conversations")
+    _add_train(sub)
+    _add_evaluate(sub)
     return top
 
 
@@ -155,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.sources import SourceError
     from pipeline.templating import TemplateError
 
-    handlers = {"build": cmd_build, "validate": cmd_validate, "inspect": cmd_inspect, "report": cmd_report}
+    handlers = {"build": cmd_build, "validate": cmd_validate, "inspect": cmd_inspect, "report": cmd_report,
+                "train": cmd_train, "evaluate": cmd_evaluate}
     try:
         return handlers[args.command](args)
     except (ConfigError, SourceError, TemplateError, FileExistsError) as exc:

@@ -1,0 +1,250 @@
+"""The dataset card of a build: `<out>/README.md`, generated from manifest.json and the rows.
+
+The card is a Hugging Face dataset card (YAML front matter: licence, task categories, one config
+with the data files of each split) followed by what a trainer needs to trust a release: sources and
+their licence terms, counts that add up, label and AU distributions, the AU extractor and every
+version, the params hash, and the known limitations. Licence terms come from the source options
+(`licence`, `licence_url`) or, by source kind, from `schemas/licences.json`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.config import PROJECT_ROOT
+from pipeline.io.manifest import read_columns
+from pipeline.report.stats import UNLABELLED, BuildStats, load_stats
+from pipeline.sources.labels import canonical_emotions
+
+LICENCES_FILE = PROJECT_ROOT / "schemas" / "licences.json"
+CARD_NAME = "README.md"
+TASK_CATEGORIES = ["image-text-to-text", "visual-question-answering", "image-classification"]
+TAGS = ["facial-expression-recognition", "action-units", "facs", "emotion", "instruction-tuning"]
+
+LIMITATIONS = [
+    "AUs are measured, not annotated: they are derived from MediaPipe Face Landmarker blendshapes "
+    "(ARKit-style, 0..1) through a hand-set mapping and thresholds (`schemas/blendshape_to_au.json`, "
+    "`schemas/au_thresholds.json`). They are not FACS-coder labels.",
+    "AU6 (cheek raiser) and AU7 (lid tightener) both come from eyeSquint, so they are strongly correlated; "
+    "MediaPipe's cheekSquint is near zero on real photos.",
+    "AU9 (nose wrinkler, from noseSneer) is rarely activated by the network and is under-reported.",
+    "Only the AUs of the vocabulary can ever be present; AUs without a blendshape counterpart are never reported.",
+    "Emotion labels come from the source corpora as given (file-name codes for the demo corpus, the corpus' "
+    "CSV otherwise), mapped to 8 canonical categories. In-the-wild corpora are usually crowd-sourced: labels "
+    "are noisy and reflect annotators' perception, not the person's felt emotion.",
+    "The FE-AU consistency score compares measured AUs with prototype patterns (`schemas/emotion_prototypes.json`); "
+    "a conflict flag means the AUs weakly support the label, not that the label is wrong.",
+    "Answers are rendered from templates: their wording is limited to the phrasings in `templates/`, "
+    "so a model trained on them learns that style.",
+    "Frames sampled from one video are near-duplicates; splits are subject-disjoint only when subjects are known.",
+    "Faces that were not detected, too small, too turned or unreadable are rejected (see the accounting); "
+    "the dataset under-represents such faces.",
+]
+
+
+def write_dataset_card(out_dir: Path | str) -> Path:
+    """Write `<out_dir>/README.md` from the build's manifest and rows; return its path."""
+    out_dir = Path(out_dir)
+    stats = load_stats(out_dir)
+    manifest = stats.manifest
+    licences = [source_licence(s) for s in manifest.get("sources", [])]
+    front = front_matter(out_dir, manifest, licences)
+    body = "\n".join([
+        *_intro(manifest),
+        *_sources(licences),
+        *_accounting(stats),
+        *_labels(stats),
+        *_aus(stats),
+        *_versions(manifest),
+        *_limitations(stats),
+    ])
+    path = out_dir / CARD_NAME
+    path.write_text("---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n\n" + body)
+    return path
+
+
+def _licence_table() -> dict[str, Any]:
+    return json.loads(LICENCES_FILE.read_text())
+
+
+def source_licence(source: dict[str, Any]) -> dict[str, Any]:
+    """Licence terms of one manifest `sources[]` entry: declared options win over the table by kind."""
+    table = _licence_table()
+    entry = dict(table["kinds"].get(source.get("kind", ""), table["default"]))
+    options = source.get("options") or {}
+    declared = options.get("licence")
+    if declared:
+        entry["licence"] = str(declared)
+        known = str(declared).lower()
+        entry["hf_license"] = known if known in table["hf_license_ids"] else "other"
+        entry["terms"] = f"Declared by the source: {declared}."
+        entry["url"] = options.get("licence_url") or None
+    elif options.get("licence_url"):
+        entry["url"] = options["licence_url"]
+    entry["name"] = source.get("name", "")
+    entry["kind"] = source.get("kind", "")
+    entry["limit"] = source.get("limit")
+    return entry
+
+
+def _size_category(n: int) -> str:
+    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+              (10_000_000, "1M<n<10M")]
+    return next((label for bound, label in bounds if n < bound), "10M<n<100M")
+
+
+def front_matter(out_dir: Path, manifest: dict[str, Any], licences: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Hugging Face card metadata: licence, task categories, and one config with each split's files."""
+    ids = list(dict.fromkeys(lic["hf_license"] for lic in licences)) or ["unknown"]
+    front: dict[str, Any] = {"license": ids[0] if len(ids) == 1 else ids}
+    if "other" in ids:
+        others = [lic for lic in licences if lic["hf_license"] == "other"]
+        front["license_name"] = "; ".join(f"{lic['name']}: {lic['licence']}" for lic in others)
+        links = [lic["url"] for lic in others if lic.get("url")]
+        if links:
+            front["license_link"] = links[0]
+    splits = [s for s in manifest.get("splits", []) if any((out_dir / "data").glob(f"{s}-*.parquet"))]
+    front.update({
+        "language": ["en"],
+        "pretty_name": f"FEA instructions ({', '.join(lic['name'] for lic in licences) or 'no source'})",
+        "task_categories": TASK_CATEGORIES,
+        "tags": TAGS,
+        "size_categories": [_size_category(int(manifest.get("counts", {}).get("rows", 0)))],
+        "configs": [{
+            "config_name": "default",
+            "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in splits],
+        }],
+    })
+    return front
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def _intro(manifest: dict[str, Any]) -> list[str]:
+    counts = manifest.get("counts", {})
+    created = datetime.fromtimestamp(int(manifest.get("created_unix", 0)), UTC).strftime("%Y-%m-%d %H:%M UTC")
+    versions = manifest.get("versions", {})
+    return [
+        "# FEA instruction dataset",
+        "",
+        "Facial emotion analysis (FEA) instructions built by `fea-pipeline`: aligned face crops "
+        f"({manifest.get('crop_size', '?')} px), measured facial action units (AUs) with their provenance, an "
+        "FE-AU consistency score, and instruction/answer conversations (`<image>` once, in the first user turn) "
+        "checked against the labels.",
+        "",
+        f"Built {created}; params hash `{versions.get('params_hash', '?')}`; "
+        f"{counts.get('rows', 0)} rows from {counts.get('faces', 0)} faces.",
+        "",
+        "## Use",
+        "",
+        "```python",
+        "import datasets",
+        'ds = datasets.load_dataset("parquet", data_dir="data")   # from this folder; train / test',
+        "```",
+        "",
+        "Fine-tune an image-text-to-text model on it with `fea train <this folder> --model <model>` and "
+        "score it with `fea evaluate <this folder> --model <checkpoint>` (FE accuracy, AU F1).",
+        "",
+    ]
+
+
+def _sources(licences: list[dict[str, Any]]) -> list[str]:
+    rows = [[f"`{lic['name']}`", lic["kind"], lic["licence"], lic.get("url") or "-", lic["terms"],
+             lic["limit"] if lic.get("limit") else "all"] for lic in licences]
+    return ["## Sources and licences", "",
+            *_table(["source", "kind", "licence", "link", "terms", "items read"], rows),
+            "The build inherits the terms of its sources; the pipeline's own code is Apache-2.0.", ""]
+
+
+def _accounting(stats: BuildStats) -> list[str]:
+    c = stats.counts
+    lines = ["## Counts and accounting", "",
+             f"Every input is either accepted or rejected with a reason: **{c.get('inputs', 0)} inputs = "
+             f"{c.get('accepted_inputs', 0)} accepted + {c.get('rejected_inputs', 0)} rejected**; "
+             f"{c.get('rows', 0)} rows (one per face and task) from {c.get('faces', 0)} faces.", ""]
+    lines += _table(["split", "rows"], [[k, v] for k, v in (c.get("rows_by_split") or {}).items()])
+    if stats.rejects:
+        lines += ["Rejects (`rejects/*.parquet` holds each one with its detail):", ""]
+        lines += _table(["stage/reason", "inputs rejected", "reject records", "example"],
+                        [[f"{r.stage}/{r.reason}", r.inputs, r.records, r.example] for r in stats.rejects])
+    else:
+        lines += ["No input was rejected.", ""]
+    return lines
+
+
+def _labels(stats: BuildStats) -> list[str]:
+    table = read_columns(stats.out_dir / "data", ["emotion", "split"])
+    pairs = Counter(zip(table.column("emotion").to_pylist(), table.column("split").to_pylist(), strict=True)
+                    ) if table is not None else Counter()
+    by_split: dict[str, dict[str, int]] = {}
+    for (emotion, split), n in pairs.items():
+        by_split.setdefault(emotion or UNLABELLED, {})[str(split)] = n
+    splits = list(stats.rows_by_split)
+    faces = stats.faces_by_emotion()
+    rows = [[label, faces.get(label, 0), n, *[by_split.get(label, {}).get(s, 0) for s in splits]]
+            for label, n in stats.rows_by_emotion.items()]
+    lines = ["## Label distribution", "",
+             "Emotions (canonical 8; unlabelled faces only carry AU tasks):", ""]
+    lines += _table(["emotion", "faces", "rows", *[f"rows in {s}" for s in splits]], rows)
+    lines += ["Tasks:", ""]
+    lines += _table(["task", "rows"], [[k, v] for k, v in stats.rows_by_task.items()])
+    return lines
+
+
+def _aus(stats: BuildStats) -> list[str]:
+    freq = [[au, f"{share:.1%}"] for au, share in stats.au_frequency().items()]
+    lines = ["## Action units", "",
+             f"Vocabulary ({len(stats.au_vocabulary)}): {', '.join(stats.au_vocabulary)}. "
+             f"Intensity: {stats.manifest.get('au_intensity_scale', '?')}.", "",
+             f"Share of the {len(stats.faces)} faces with each AU present:", ""]
+    lines += _table(["AU", "faces with AU"], freq)
+    rate, mean = stats.conflict_rate(), stats.mean_consistency()
+    if rate is not None and mean is not None:
+        lines += [f"FE-AU consistency over {stats.scored_faces()} labelled faces: mean {mean:.2f}; "
+                  f"{rate:.1%} flagged as conflicts.", ""]
+    return lines
+
+
+def _versions(manifest: dict[str, Any]) -> list[str]:
+    versions = manifest.get("versions", {})
+    rows = [["record schema", manifest.get("schema_version", "?")]]
+    rows += [[k, f"`{v}`"] for k, v in versions.items()]
+    for name, model in (manifest.get("models") or {}).items():
+        rows.append([f"model {name}", f"`{model.get('path', '?')}` sha256 `{model.get('sha256', '?')}`"])
+    rows.append(["AU extractor", f"MediaPipe Face Landmarker blendshapes -> FACS AUs (`{versions.get('au_model')}`)"])
+    return ["## AU extractor, versions and parameters", "",
+            *_table(["what", "version"], rows),
+            "`params_hash` identifies every parameter of the build (`manifest.json` holds them all); "
+            "two builds with the same hash and versions contain the same rows.", ""]
+
+
+def build_limitations(stats: BuildStats) -> list[str]:
+    """Limitations of this build's data (size, unlabelled share, missing emotions), then the general ones."""
+    notes = []
+    faces = len(stats.faces)
+    if faces < 1000:
+        notes.append(f"Only {faces} faces: enough to test a training set-up, not to train or compare models.")
+    unlabelled = stats.faces_by_emotion().get(UNLABELLED, 0)
+    if faces and unlabelled:
+        notes.append(f"{unlabelled / faces:.0%} of the faces have no emotion label; they carry AU tasks only.")
+    missing = [e for e in canonical_emotions() if e not in stats.faces_by_emotion()]
+    if missing:
+        notes.append(f"No face is labelled {', '.join(missing)}: a model cannot learn them from this build.")
+    return notes + LIMITATIONS
+
+
+def _limitations(stats: BuildStats) -> list[str]:
+    return ["## Known limitations", "", *[f"- {item}" for item in build_limitations(stats)], ""]
+
+
+__all__ = ["write_dataset_card", "source_licence", "front_matter"]
