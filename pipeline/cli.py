@@ -190,6 +190,15 @@ def cmd_evaluate(args) -> int:
     return EXIT_OK
 
 
+def cmd_sources(args) -> int:
+    from pipeline.sources import registry
+
+    for kind, cls in sorted(registry().items()):
+        print(f"{kind:14s} {cls.summary}")
+    print("(or kind: 'module:Class' in params.yaml for an adapter outside the package)")
+    return EXIT_OK
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="fea", description="Build, validate and inspect FEA instruction datasets.")
     top.add_argument("-v", "--verbose", action="store_true", help="log progress of every stage")
@@ -213,6 +222,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("dir", type=Path, help="build folder")
     r.add_argument("--output", type=Path, default=None, help="HTML path (default: DIR/report/report.html)")
     r.add_argument("--samples", type=int, default=12, help="sample faces shown with their conversations")
+    sub.add_parser("sources", help="list the source adapters (built-in and registered), one line each")
     _add_train(sub)
     _add_evaluate(sub)
     return top
@@ -230,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.templating import TemplateError
 
     handlers = {"build": cmd_build, "validate": cmd_validate, "inspect": cmd_inspect, "report": cmd_report,
-                "train": cmd_train, "evaluate": cmd_evaluate}
+                "train": cmd_train, "evaluate": cmd_evaluate, "sources": cmd_sources}
     try:
         return handlers[args.command](args)
     except (ConfigError, SourceError, TemplateError, FileExistsError) as exc:

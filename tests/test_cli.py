@@ -55,3 +55,9 @@ def test_entry_point_is_installed() -> None:
     fea = Path(sys.executable).parent / "fea"
     proc = subprocess.run([str(fea), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "build" in proc.stdout
+
+
+def test_sources_lists_adapters(capsys) -> None:
+    assert main(["sources"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("csv") and "demo" in out
