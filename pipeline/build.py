@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,7 +179,8 @@ def build(config: Config, progress: bool = True, validate: bool = True) -> Build
         "schema_version": schema_version("record"),
         "created_unix": int(time.time()),
         "sources": [s.model_dump(mode="json") for s in config.sources],
-        "counts": summarize(staging, input_keys),
+        "counts": {**summarize(staging, input_keys),
+                   "labelled_inputs_by_emotion": dict(sorted(Counter(i.emotion for i in items if i.emotion).items()))},
         "stage_counters": stage_counters(result),
         "versions": versions,
         "models": {"face_landmarker": {"path": landmarker_file.path.name, "sha256": landmarker_file.sha256}},
@@ -195,7 +197,11 @@ def build(config: Config, progress: bool = True, validate: bool = True) -> Build
     if validate:
         from pipeline.validate import validate_build
 
-        report = validate_build(staging, config.resolve(config.validate_.suite), config.validate_.min_accept_rate)
+        v = config.validate_
+        report = validate_build(
+            staging, config.resolve(v.suite), v.min_accept_rate,
+            max_duplicate_rate=v.max_duplicate_rate, min_class_accept_ratio=v.min_class_accept_ratio,
+        )
         if not report.success:
             raise ValidationFailed(staging, report)
     shutil.rmtree(out_dir, ignore_errors=True)

@@ -98,7 +98,9 @@ def cmd_validate(args) -> int:
     config = load_config(args.params)
     suite = args.suite or config.resolve(config.validate_.suite)
     rate = config.validate_.min_accept_rate if args.min_accept_rate is None else args.min_accept_rate
-    report = validate_build(args.dir, suite, rate, report_dir=args.report_dir)
+    v = config.validate_
+    report = validate_build(args.dir, suite, rate, report_dir=args.report_dir, max_duplicate_rate=v.max_duplicate_rate,
+                            min_class_accept_ratio=v.min_class_accept_ratio)
     _print_validation(report)
     return EXIT_OK if report.success else EXIT_FAILED
 

@@ -117,6 +117,10 @@ class OutputConfig(Section):
 class ValidateConfig(Section):
     suite: str = "schemas/expectations/fea_record_suite.json"
     min_accept_rate: float = Field(default=0.0, ge=0, le=1)
+    max_duplicate_rate: float = Field(default=0.05, ge=0, le=1, description="exact duplicate faces")
+    min_class_accept_ratio: float = Field(
+        default=0.5, ge=0, le=1, description="an emotion's acceptance rate vs the overall rate, at least"
+    )
 
 
 class Config(Section):

@@ -73,6 +73,8 @@ def validate_build(
     features_path: Path | None = None,
     sample_images: int = 50,
     report_dir: Path | None = None,
+    max_duplicate_rate: float = 0.05,
+    min_class_accept_ratio: float = 0.5,
 ) -> ValidationReport:
     """Validate the build in `out_dir` and write `result.json` and `report.html`.
 
@@ -97,6 +99,7 @@ def validate_build(
         gx_checks, gx_result = _run_suite(rows.frame, Path(suite_path))
         checks.extend(gx_checks)
         checks.extend(_project_row_checks(rows, manifest, features_path or DEFAULT_FEATURES))
+        checks.extend(_release_checks(rows.frame, manifest, max_duplicate_rate, min_class_accept_ratio))
     if manifest is not None:
         checks.extend(_manifest_checks(out_dir, manifest, rows, min_accept_rate))
 
@@ -370,6 +373,22 @@ def _project_row_checks(rows: _Rows, manifest: dict[str, Any] | None, features_p
         else:
             checks.append(_vocabulary_check(frame, [str(v) for v in vocab]))
     return checks
+
+
+def _release_checks(
+    frame: pd.DataFrame, manifest: dict[str, Any] | None, max_duplicate_rate: float, min_class_ratio: float
+) -> list[Check]:
+    from pipeline import dataset_checks as dc
+
+    needed = {"sample_id", "conversations", "emotion", "au_present", "task", "subject_id", "source", "split",
+              "face_id", "image_sha256", "face_index"}
+    if not needed <= set(frame.columns):
+        return [Check("release_checks", False, f"missing columns {sorted(needed - set(frame.columns))}")]
+    results = [dc.answers_agree_with_labels(frame), dc.subjects_disjoint(frame),
+               dc.duplicate_rate(frame, max_duplicate_rate)]
+    if manifest is not None:
+        results.append(dc.no_class_vanishes(frame, manifest, min_class_ratio))
+    return [Check(name, ok, _clip(detail)) for name, ok, detail in results]
 
 
 def _schema_check(schemas: dict[str, pa.Schema], features_path: Path) -> Check:

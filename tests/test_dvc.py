@@ -48,6 +48,8 @@ def test_repro_push_clone_pull_load(project: Path, tmp_path: Path) -> None:
     run(["dvc", "repro"], project)
     assert (project / "build/demo/manifest.json").is_file()
     assert (project / "reports/validation/result.json").is_file()
+    assert (project / "reports/demo/report.html").is_file()
+    assert (project / "runs/demo/train_log.jsonl").is_file()  # build -> validate -> report -> train
     assert "up to date" in run(["dvc", "status"], project).lower()
 
     remote = tmp_path / "remote"

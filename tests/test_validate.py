@@ -72,7 +72,7 @@ def _row(i: int) -> dict[str, Any]:
         "template_id": "t1",
         "conversations": [
             {"role": "user", "content": "<image>\nWhich emotion does this face show?"},
-            {"role": "assistant", "content": "Happiness."},
+            {"role": "assistant", "content": "Happiness." if i % 2 else "AU12 (lip corner puller) is active."},
         ],
         "detector": "mediapipe-face-landmarker",
         "au_model": "mediapipe-blendshapes",
@@ -157,14 +157,15 @@ def test_emotion_outside_vocabulary(tmp_path: Path) -> None:
         rows[1]["emotion"] = "joy"
 
     report = validate_build(_variant(tmp_path, bad), SUITE)
-    assert report.failed == ["expect_column_values_to_be_in_set[emotion]"]
-    detail = dict((c.name, c.detail) for c in report.checks)[report.failed[0]]
+    # "Happiness." is no longer the label either, so the grounding check fails too.
+    assert set(report.failed) == {"expect_column_values_to_be_in_set[emotion]", "answer_label_agreement"}
+    detail = dict((c.name, c.detail) for c in report.checks)["expect_column_values_to_be_in_set[emotion]"]
     assert "joy" in detail
 
 
 def test_two_image_tokens(tmp_path: Path) -> None:
     def twice(rows: list[dict[str, Any]]) -> None:
-        rows[2]["conversations"][1]["content"] = "<image> Happiness."
+        rows[2]["conversations"][1]["content"] = "<image> AU12 (lip corner puller) is active."
 
     report = validate_build(_variant(tmp_path, twice), SUITE)
     assert report.failed == ["expect_column_values_to_be_in_set[n_image_tokens]"]
@@ -224,7 +225,10 @@ def test_fe_recognition_needs_emotion(tmp_path: Path) -> None:
         rows[1].update(emotion=None, fe_au_consistency=None)
 
     report = validate_build(_variant(tmp_path, unlabelled), SUITE)
-    assert report.failed == ["expect_column_values_to_not_be_null[emotion] where task == 'fe_recognition'"]
+    assert set(report.failed) == {
+        "expect_column_values_to_not_be_null[emotion] where task == 'fe_recognition'",
+        "answer_label_agreement",  # the answer still says "Happiness." without a label
+    }
 
 
 def test_report_dir(tmp_path: Path, valid_build: Path) -> None:

@@ -1,0 +1,63 @@
+"""Release checks over a build's rows that a trainer relies on and GX cannot express simply.
+
+Each returns (name, success, detail); pipeline.validate turns them into report checks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from pipeline.grounding import disagreements
+
+
+def answers_agree_with_labels(frame: pd.DataFrame) -> tuple[str, bool, str]:
+    """Every assistant turn names only present AUs and only the labelled emotion."""
+    bad = []
+    for row in frame[["sample_id", "conversations", "emotion", "au_present", "task"]].itertuples(index=False):
+        answer = " ".join(t["content"] for t in row.conversations if t["role"] == "assistant")
+        emotion = row.emotion if isinstance(row.emotion, str) else None
+        problems = disagreements(answer, emotion, list(row.au_present), row.task)
+        if problems:
+            bad.append(f"{row.sample_id}: {problems[0]}")
+    return ("answer_label_agreement", not bad,
+            f"{len(bad)} of {len(frame)} answers disagree with their labels" + (f", e.g. {bad[:2]}" if bad else ""))
+
+
+def subjects_disjoint(frame: pd.DataFrame) -> tuple[str, bool, str]:
+    known = frame.dropna(subset=["subject_id"])
+    spread = known.groupby(["source", "subject_id"])["split"].nunique()
+    leaked = spread[spread > 1]
+    return ("subject_disjoint_splits", leaked.empty,
+            f"{len(leaked)} of {len(spread)} subjects in more than one split"
+            + (f", e.g. {[k[1] for k in leaked.index[:3]]}" if len(leaked) else ""))
+
+
+def duplicate_rate(frame: pd.DataFrame, maximum: float) -> tuple[str, bool, str]:
+    """Share of faces whose image bytes already appear as another face (same photo listed twice)."""
+    faces = frame.drop_duplicates("face_id")
+    if faces.empty:
+        return ("duplicate_rate", True, "no faces")
+    per_image = faces.drop_duplicates(["image_sha256", "face_index"])
+    rate = 1.0 - len(per_image) / len(faces)
+    return ("duplicate_rate", rate <= maximum, f"{rate:.3f} of faces are exact duplicates (maximum {maximum:.3f})")
+
+
+def no_class_vanishes(frame: pd.DataFrame, manifest: dict[str, Any], min_ratio: float) -> tuple[str, bool, str]:
+    """Each labelled emotion keeps faces, at an acceptance rate not far below the build's overall rate."""
+    counts = manifest.get("counts", {})
+    inputs_by_emotion: dict[str, int] = counts.get("labelled_inputs_by_emotion", {})
+    if not inputs_by_emotion or not counts.get("inputs"):
+        return ("no_class_vanishes", True, "no labelled inputs")
+    overall = counts["accepted_inputs"] / counts["inputs"]
+    faces = frame.drop_duplicates("face_id").groupby("emotion")["face_id"].count().to_dict()
+    problems = []
+    for emotion, n_inputs in sorted(inputs_by_emotion.items()):
+        kept = faces.get(emotion, 0)
+        if kept == 0:
+            problems.append(f"{emotion}: 0 of {n_inputs} kept")
+        elif n_inputs >= 10 and kept / n_inputs < min_ratio * overall:
+            problems.append(f"{emotion}: {kept}/{n_inputs} kept vs overall rate {overall:.2f}")
+    return ("no_class_vanishes", not problems,
+            "; ".join(problems) or f"all {len(inputs_by_emotion)} labelled emotions kept")

@@ -1,0 +1,67 @@
+"""Release checks: answers agree with labels, subject-disjoint splits, duplicates, no vanishing class."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pipeline import dataset_checks as dc
+from pipeline.grounding import disagreements, mentioned_aus, mentioned_emotions
+
+
+def frame(**overrides) -> pd.DataFrame:
+    base = {
+        "sample_id": ["s1", "s2", "s3"], "face_id": ["f1", "f2", "f3"], "face_index": [0, 0, 0],
+        "image_sha256": ["a", "b", "c"], "source": ["x", "x", "x"], "subject_id": ["p1", "p1", "p2"],
+        "split": ["train", "train", "test"], "emotion": ["happiness", "happiness", "sadness"],
+        "au_present": [["AU6", "AU12"], ["AU12"], ["AU1", "AU15"]], "task": ["fe_recognition"] * 3,
+        "conversations": [
+            [{"role": "user", "content": "<image>\nEmotion?"}, {"role": "assistant", "content": "Happiness."}],
+            [{"role": "user", "content": "<image>\nEmotion?"}, {"role": "assistant", "content": "A happy face."}],
+            [{"role": "user", "content": "<image>\nEmotion?"}, {"role": "assistant", "content": "Sadness, AU15."}],
+        ],
+    }
+    base.update(overrides)
+    return pd.DataFrame(base)
+
+
+def test_grounded_frame_passes_every_check() -> None:
+    f = frame()
+    manifest = {"counts": {"inputs": 3, "accepted_inputs": 3, "labelled_inputs_by_emotion": {"happiness": 2,
+                                                                                           "sadness": 1}}}
+    for name, ok, detail in [dc.answers_agree_with_labels(f), dc.subjects_disjoint(f), dc.duplicate_rate(f, 0.0),
+                             dc.no_class_vanishes(f, manifest, 0.5)]:
+        assert ok, (name, detail)
+
+
+def test_hallucinated_au_and_wrong_emotion_fail() -> None:
+    convs = frame()["conversations"].tolist()
+    convs[0] = [convs[0][0], {"role": "assistant", "content": "Happiness with AU4 (brow lowerer)."}]
+    convs[2] = [convs[2][0], {"role": "assistant", "content": "The person looks angry."}]
+    name, ok, detail = dc.answers_agree_with_labels(frame(conversations=convs))
+    assert not ok and detail.startswith("2 of 3")
+
+
+def test_subject_in_two_splits_fails() -> None:
+    name, ok, detail = dc.subjects_disjoint(frame(split=["train", "test", "test"]))
+    assert not ok and "p1" in detail
+
+
+def test_duplicate_images_fail_above_the_threshold() -> None:
+    f = frame(image_sha256=["a", "a", "c"])
+    assert not dc.duplicate_rate(f, 0.1)[1]
+    assert dc.duplicate_rate(f, 0.5)[1]
+
+
+def test_vanished_class_fails() -> None:
+    manifest = {"counts": {"inputs": 40, "accepted_inputs": 3,
+                           "labelled_inputs_by_emotion": {"happiness": 2, "sadness": 1, "fear": 37}}}
+    name, ok, detail = dc.no_class_vanishes(frame(), manifest, 0.5)
+    assert not ok and "fear: 0 of 37" in detail
+
+
+def test_mentions() -> None:
+    assert mentioned_aus("AU 12 and au6, not AU123") == {"AU12", "AU6"}
+    assert mentioned_emotions("unhappy but not happy") == {"sadness", "happiness"}
+    assert mentioned_emotions("a broad smile, calm eyes") == set()
+    assert disagreements("Neutral.", "neutral", [], "fe_recognition") == []
+    assert disagreements("Neutral.", "fear", [], "fe_recognition")
