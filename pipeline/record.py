@@ -25,6 +25,7 @@ class SourceItem:
     split: str | None = None  # official split, when the corpus has one
     frame_index: int | None = None  # for frames sampled from a video
     meta: dict[str, Any] = field(default_factory=dict)
+    data: bytes | None = None  # encoded image bytes, for corpora that store pixels in a table (FER2013, HF)
 
     @property
     def key(self) -> str:

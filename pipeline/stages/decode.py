@@ -75,7 +75,7 @@ class DecodeStage(Stage):
             yield from self._video_frame(item)
             return
         try:
-            size = os.path.getsize(item.uri)
+            size = len(item.data) if item.data is not None else os.path.getsize(item.uri)
         except OSError as exc:
             yield self.reject(item, "file_not_found", str(exc))
             return
@@ -85,8 +85,11 @@ class DecodeStage(Stage):
         if size > self.cfg.max_file_bytes:
             yield self.reject(item, "file_too_large", f"{size} bytes > {self.cfg.max_file_bytes}")
             return
-        with open(item.uri, "rb") as fh:
-            data = fh.read()
+        if item.data is not None:
+            data = item.data
+        else:
+            with open(item.uri, "rb") as fh:
+                data = fh.read()
         sha = hashlib.sha256(data).hexdigest()
         try:
             with warnings.catch_warnings():
