@@ -19,11 +19,11 @@ demo: $(STAMP)
 	$(BIN)/fea report build/demo
 
 test: $(STAMP)
-	$(BIN)/ruff check pipeline tests
+	$(BIN)/ruff check pipeline tests benchmarks
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipeline tests
+	$(BIN)/ruff check pipeline tests benchmarks
 
 clean:
 	rm -rf build $(VENV)
