@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/fea build
-	$(BIN)/fea report build/demo
+	$(BIN)/fea report build/demo --output reports/demo/report.html
 
 test: $(STAMP)
 	$(BIN)/ruff check pipeline tests benchmarks
