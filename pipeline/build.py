@@ -65,7 +65,7 @@ def enumerate_inputs(config: Config) -> tuple[list[SourceItem], list[Reject]]:
     rejects: list[Reject] = []
     for source_cfg in config.sources:
         taken = 0
-        for entry in make_source(source_cfg, config).items():
+        for entry in make_source(source_cfg, config).checked_items():
             if source_cfg.limit is not None and taken >= source_cfg.limit:
                 break
             taken += 1
@@ -103,9 +103,6 @@ def build(config: Config, progress: bool = True, validate: bool = True) -> Build
     staging = out_dir.with_name(out_dir.name + ".partial")
     if out_dir.exists() and not config.output.overwrite:
         raise FileExistsError(f"{out_dir} exists and output.overwrite is false")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-
     # Everything that can fail for a whole-run reason fails here, before any worker starts.
     items, read_rejects = enumerate_inputs(config)
     library = TemplateLibrary(config.resolve(config.render.templates_dir))
@@ -124,6 +121,8 @@ def build(config: Config, progress: bool = True, validate: bool = True) -> Build
         "params_hash": config.params_hash(),
     }
     splits = sorted(set(config.split.ratios) | {i.split for i in items if i.split})
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
     log.info("build: %d inputs (%d refused on reading) from %d source(s)",
              len(items) + len(read_rejects), len(read_rejects), len(config.sources))
 

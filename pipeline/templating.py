@@ -3,7 +3,9 @@
 One YAML file per task family under `templates/` gives `task`, `version`, `requires` (a subset of
 {emotion, aus}), `questions` and `answers` (Jinja strings). Every string is compiled in a sandbox
 with StrictUndefined and rendered against built-in example contexts when the library loads, so a
-broken template fails at start-up with its file and index, never half-way through a run.
+broken template fails at start-up with its file and index, never half-way through a run. The
+environment has no loader (a template cannot include, import or extend a file), and a template that
+names a private attribute (`__class__`, `_x`) is refused at load even in a branch no example reaches.
 
 Templates never contain `<image>`: `render` puts it once, at the start of the first user turn.
 The phrasing (question index, answer index) is picked from sha256(choice_key): a rebuild gives the
@@ -21,6 +23,7 @@ from typing import Any
 
 import jinja2
 import yaml
+from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from pipeline.record import Sample
@@ -202,6 +205,32 @@ def make_environment() -> jinja2.Environment:
     return env
 
 
+_LOADING_TAGS = {nodes.Include: "include", nodes.Import: "import", nodes.FromImport: "from", nodes.Extends: "extends"}
+
+
+def _private_name(node: nodes.Node | None) -> bool:
+    return isinstance(node, nodes.Const) and isinstance(node.value, str) and node.value.startswith("_")
+
+
+def check_static(env: jinja2.Environment, source: str) -> str | None:
+    """Why a template is unsafe, read from its syntax tree (None if it is not): it loads another template
+    (include/import/extends: there is no loader, templates are self-contained) or names a private
+    attribute (`x.__class__`, `x['_y']`, `x|attr('_y')`). The sandbox refuses both when they run; this
+    refuses them at load even in a branch the example contexts do not reach."""
+    tree = env.parse(source)
+    loading = next(tree.find_all(tuple(_LOADING_TAGS)), None)
+    if loading is not None:
+        return f"{{% {_LOADING_TAGS[type(loading)]} %}} is not allowed: templates cannot load other files"
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+        if isinstance(node, nodes.Getattr) and node.attr.startswith("_"):
+            return f"access to private attribute {node.attr!r} is not allowed"
+        if isinstance(node, nodes.Getitem) and _private_name(node.arg):
+            return f"access to private item {node.arg.value!r} is not allowed"
+        if isinstance(node, nodes.Filter) and node.name == "attr" and node.args and _private_name(node.args[0]):
+            return f"access to private attribute {node.args[0].value!r} is not allowed"
+    return None
+
+
 def _tidy(text: str) -> str:
     """Collapse runs of spaces and drop blank lines left by template tags."""
     lines = (" ".join(line.split()) for line in text.splitlines())
@@ -298,6 +327,9 @@ class TemplateLibrary:
                     template = self.env.from_string(source)
                 except jinja2.TemplateSyntaxError as exc:
                     raise TemplateError(f"{where}: syntax error line {exc.lineno}: {exc.message}") from exc
+                unsafe = check_static(self.env, source)
+                if unsafe:
+                    raise TemplateSecurityError(f"{where}: {unsafe}")
                 for context in EXAMPLE_CONTEXTS:
                     if _applies(requires, context):
                         _render(template, context, where)

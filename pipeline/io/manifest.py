@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,43 +32,61 @@ def read_columns(folder: Path, columns: list[str]):
     return pa.concat_tables(tables) if tables else None
 
 
-def summarize(out_dir: Path, input_keys: list[tuple]) -> dict[str, Any]:
-    rows = read_columns(out_dir / "data", ["source", "source_item", "frame_index", "split", "emotion",
-                                            "task", "au_present", "face_id"])
-    rejects = read_columns(out_dir / "rejects", ["source", "source_item", "frame_index", "stage", "reason"])
-    accepted = set(_keys(rows)) if rows is not None else set()
+def account(
+    input_keys: Iterable[tuple], accepted_keys: Iterable[tuple], rejects: Iterable[tuple[tuple, str, str]]
+) -> dict[str, Any]:
+    """The accounting core, on keys only: every input is accepted or rejected, and nothing else is.
+
+    `rejects` holds (key, stage, reason) per reject record. An input with at least one output row is
+    accepted, and its reject records (other faces) are face-level rejects; otherwise its first reject
+    record is the input-level reason. Raises AccountingError when an input is neither accepted nor
+    rejected (lost), when a key is listed twice among the inputs, or when an output or reject names a
+    key that is not an input (leaked: then inputs = accepted + rejected could not hold).
+    """
+    input_keys = list(input_keys)
+    inputs = set(input_keys)
+    accepted = set(accepted_keys)
     by_reason: Counter[str] = Counter()
     face_rejects: Counter[str] = Counter()
-    rejected: set[tuple] = set()
     reject_rows: Counter[str] = Counter()
-    if rejects is not None:
-        stages = rejects.column("stage").to_pylist()
-        reasons = rejects.column("reason").to_pylist()
-        for key, stage, reason in zip(_keys(rejects), stages, reasons, strict=True):
-            reject_rows[f"{stage}/{reason}"] += 1
-            if key in accepted:  # another face of an accepted input: not an input-level reject
-                face_rejects[f"{stage}/{reason}"] += 1
-            elif key not in rejected:
-                rejected.add(key)
-                by_reason[f"{stage}/{reason}"] += 1
-    inputs = set(input_keys)
+    rejected: set[tuple] = set()
+    for key, stage, reason in rejects:
+        reject_rows[f"{stage}/{reason}"] += 1
+        if key in accepted:  # another face of an accepted input: not an input-level reject
+            face_rejects[f"{stage}/{reason}"] += 1
+        elif key not in rejected:
+            rejected.add(key)
+            by_reason[f"{stage}/{reason}"] += 1
     lost = inputs - accepted - rejected
-    if lost or len(input_keys) != len(inputs):
-        example = sorted(map(str, lost))[:3]
+    unknown = (accepted | rejected) - inputs
+    duplicates = len(input_keys) - len(inputs)
+    if lost or unknown or duplicates:
         raise AccountingError(
-            f"{len(lost)} input(s) neither accepted nor rejected (e.g. {example}); "
-            f"{len(input_keys) - len(inputs)} duplicate input key(s)"
+            f"{len(lost)} input(s) neither accepted nor rejected (e.g. {sorted(map(str, lost))[:3]}); "
+            f"{len(unknown)} output or reject key(s) that are not inputs (e.g. {sorted(map(str, unknown))[:3]}); "
+            f"{duplicates} duplicate input key(s)"
         )
-    counts: dict[str, Any] = {
+    return {
         "inputs": len(inputs),
         "accepted_inputs": len(accepted),
         "rejected_inputs": len(rejected),
         "rejected_by_reason": dict(sorted(by_reason.items())),
         "face_rejects_of_accepted_inputs": dict(sorted(face_rejects.items())),
         "reject_rows_by_reason": dict(sorted(reject_rows.items())),
-        "rows": 0 if rows is None else rows.num_rows,
-        "faces": 0 if rows is None else len(set(rows.column("face_id").to_pylist())),
     }
+
+
+def summarize(out_dir: Path, input_keys: list[tuple]) -> dict[str, Any]:
+    rows = read_columns(out_dir / "data", ["source", "source_item", "frame_index", "split", "emotion",
+                                            "task", "au_present", "face_id"])
+    rejects = read_columns(out_dir / "rejects", ["source", "source_item", "frame_index", "stage", "reason"])
+    reject_records: list[tuple[tuple, str, str]] = []
+    if rejects is not None:
+        reject_records = list(zip(_keys(rejects), rejects.column("stage").to_pylist(),
+                                  rejects.column("reason").to_pylist(), strict=True))
+    counts: dict[str, Any] = account(input_keys, _keys(rows) if rows is not None else [], reject_records)
+    counts["rows"] = 0 if rows is None else rows.num_rows
+    counts["faces"] = 0 if rows is None else len(set(rows.column("face_id").to_pylist()))
     if rows is not None:
         counts["rows_by_split"] = dict(sorted(Counter(rows.column("split").to_pylist()).items()))
         counts["rows_by_task"] = dict(sorted(Counter(rows.column("task").to_pylist()).items()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,8 +17,22 @@ class SourceError(ValueError):
     """The corpus or its options are unusable as a whole (missing manifest, missing column)."""
 
 
+# Hugging Face `datasets` split names (datasets.naming._split_re). A build writes data/<split>-*.parquet,
+# so an official split read from a corpus must never be a path ("../../x", "a/b").
+SPLIT_NAME = re.compile(r"\w+(\.\w+)*")
+
+
+def valid_split_name(split: str) -> bool:
+    return bool(SPLIT_NAME.fullmatch(split))
+
+
 class Source:
-    """Base adapter. Subclasses set `kind`, `summary`, and implement `items()`."""
+    """Base adapter. Subclasses set `kind`, `summary`, and implement `items()`.
+
+    The pipeline reads an adapter through `checked_items()`, which applies the checks every corpus
+    needs whatever its adapter does: an official `split` that is not a valid split name (it becomes
+    a file name) is turned into a `read/invalid_split` reject.
+    """
 
     kind: ClassVar[str] = ""
     summary: ClassVar[str] = ""
@@ -29,6 +44,14 @@ class Source:
 
     def items(self) -> Iterator[SourceItem | Reject]:
         raise NotImplementedError
+
+    def checked_items(self) -> Iterator[SourceItem | Reject]:
+        for entry in self.items():
+            if isinstance(entry, SourceItem) and entry.split is not None and not valid_split_name(entry.split):
+                yield Reject(entry.source, entry.source_item, READ_STAGE, "invalid_split",
+                             f"split {entry.split!r} is not a valid split name", frame_index=entry.frame_index)
+            else:
+                yield entry
 
     def reject(self, source_item: str, reason: str, detail: str = "") -> Reject:
         return Reject(self.name, source_item, READ_STAGE, reason, detail)
@@ -61,3 +84,17 @@ def video_frame_items(
     step = max(1, round(native_fps / fps)) if native_fps > 0 and fps > 0 else 1
     for index in list(range(0, frames, step))[:max_frames]:
         yield SourceItem(source.name, rel, str(path), frame_index=index, **labels)
+
+
+def corpus_root(source: Source) -> Path:
+    if source.path is None:
+        raise SourceError(f"source {source.name}: {source.kind} needs a path (the corpus' release folder)")
+    return source.path
+
+
+def official_split(name: str) -> str | None:
+    lowered = name.lower()
+    for prefix, split in (("train", "train"), ("test", "test"), ("val", "validation"), ("dev", "validation")):
+        if lowered.startswith(prefix):
+            return split
+    return None

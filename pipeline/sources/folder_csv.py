@@ -7,6 +7,11 @@ Options (params.yaml `sources[].options`, or `--source csv:PATH,key=value`):
   subject_column   optional;  subject_pattern  optional regex on the file stem whose first group is
                    the subject (e.g. "^(.+)_\\d+$" for LFW-style names)
   split_column     optional official split;  label_map  optional {corpus label: canonical emotion}
+
+Rows it cannot use are rejects (stage "read"): missing_path, path_outside_root, file_not_found,
+unknown_label, invalid_split (a split that is not a `datasets` split name), duplicate_row (an image
+listed again; keyed by its manifest line), unreadable_video. A manifest that is not UTF-8 CSV or lacks
+a column is a SourceError.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import re
 from collections.abc import Iterator
 
 from pipeline.record import Reject, SourceItem
-from pipeline.sources.base import VIDEO_SUFFIXES, Source, SourceError, video_frame_items
+from pipeline.sources.base import VIDEO_SUFFIXES, Source, SourceError, valid_split_name, video_frame_items
 from pipeline.sources.labels import canonical_emotion
 
 
@@ -31,54 +36,83 @@ class CsvSource(Source):
         manifest = root / self.options.get("manifest", "labels.csv")
         if not manifest.is_file():
             raise SourceError(f"source {self.name}: manifest {manifest} not found")
-        image_root = root / self.options.get("image_dir", "")
-        image_col = self.options.get("image_column", "image")
-        emotion_col = self.options.get("emotion_column", "emotion")
-        subject_col = self.options.get("subject_column")
-        split_col = self.options.get("split_column")
-        pattern = re.compile(self.options["subject_pattern"]) if self.options.get("subject_pattern") else None
-        label_map = self.options.get("label_map")
-        fps = float(self.options.get("video_fps", 1.0))
-        max_frames = int(self.options.get("max_frames_per_video", 8))
+        self._root = root
+        self._manifest = manifest
+        self._image_root = root / self.options.get("image_dir", "")
+        self._image_col = self.options.get("image_column", "image")
+        self._emotion_col = self.options.get("emotion_column", "emotion")
+        self._subject_col = self.options.get("subject_column")
+        self._split_col = self.options.get("split_column")
+        self._pattern = re.compile(self.options["subject_pattern"]) if self.options.get("subject_pattern") else None
+        self._label_map = self.options.get("label_map")
+        self._fps = float(self.options.get("video_fps", 1.0))
+        self._max_frames = int(self.options.get("max_frames_per_video", 8))
 
+        seen: dict[str, int] = {}  # source_item -> manifest line that listed it first
         with open(manifest, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
-            columns = set(reader.fieldnames or [])
-            missing = [c for c in (image_col, emotion_col, subject_col, split_col) if c and c not in columns]
-            if missing:
-                raise SourceError(
-                    f"source {self.name}: {manifest.name} lacks column(s) {', '.join(missing)}; "
-                    f"it has {', '.join(sorted(columns)) or 'none'}"
-                )
-            for line, row in enumerate(reader, start=2):
-                rel = (row.get(image_col) or "").strip()
-                if not rel:
-                    yield self.reject(f"{manifest.name}:{line}", "missing_path", "empty image cell")
-                    continue
-                path = image_root / rel
-                item_name = path.relative_to(root).as_posix() if self.inside_root(root, path) else rel
-                if not self.inside_root(root, path):
-                    yield self.reject(rel, "path_outside_root", f"{rel} resolves outside {root}")
-                    continue
-                if not path.is_file():
-                    yield self.reject(item_name, "file_not_found", str(path))
-                    continue
-                raw = (row.get(emotion_col) or "").strip()
-                emotion = canonical_emotion(raw, label_map) if raw else None
-                if raw and emotion is None:
-                    yield self.reject(item_name, "unknown_label", f"emotion label {raw!r}")
-                    continue
-                subject = (row.get(subject_col) or "").strip() if subject_col else None
-                if not subject and pattern:
-                    match = pattern.match(path.stem)
-                    subject = match.group(1) if match else None
-                labels = dict(
-                    emotion=emotion,
-                    emotion_raw=raw or None,
-                    subject_id=subject or None,
-                    split=(row.get(split_col) or "").strip() or None if split_col else None,
-                )
-                if path.suffix.lower() in VIDEO_SUFFIXES:
-                    yield from video_frame_items(self, root, path, fps, max_frames, **labels)
-                else:
-                    yield SourceItem(self.name, item_name, str(path), **labels)
+            try:
+                columns = set(reader.fieldnames or [])
+                wanted = (self._image_col, self._emotion_col, self._subject_col, self._split_col)
+                missing = [c for c in wanted if c and c not in columns]
+                if missing:
+                    raise SourceError(
+                        f"source {self.name}: {manifest.name} lacks column(s) {', '.join(missing)}; "
+                        f"it has {', '.join(sorted(columns)) or 'none'}"
+                    )
+                for line, row in enumerate(reader, start=2):
+                    entries = list(self._row(row, line))
+                    key = entries[0].source_item
+                    if key in seen:
+                        # A second input with the same key would break the accounting: the repeated row
+                        # is its own reject, keyed by its manifest line.
+                        yield self.reject(f"{manifest.name}:{line}", "duplicate_row",
+                                          f"{key} is already listed on line {seen[key]}")
+                        continue
+                    seen[key] = line
+                    yield from entries
+            except (UnicodeDecodeError, csv.Error) as exc:
+                # A manifest that is not UTF-8 CSV is unusable as a whole: a usage error, not a crash.
+                where = f" (line {reader.line_num})" if isinstance(exc, csv.Error) else ""
+                raise SourceError(f"source {self.name}: {manifest.name} is not readable UTF-8 CSV{where}: "
+                                  f"{type(exc).__name__}: {exc}") from None
+
+    def _row(self, row: dict[str, str], line: int) -> Iterator[SourceItem | Reject]:
+        """One manifest row -> a SourceItem (one per sampled frame for a video) or one Reject."""
+        root = self._root
+        rel = (row.get(self._image_col) or "").strip()
+        if not rel:
+            yield self.reject(f"{self._manifest.name}:{line}", "missing_path", "empty image cell")
+            return
+        path = self._image_root / rel
+        if not self.inside_root(root, path):
+            yield self.reject(rel, "path_outside_root", f"{rel} resolves outside {root}")
+            return
+        item_name = path.relative_to(root).as_posix()
+        try:
+            is_file = path.is_file()
+        except OSError as exc:  # e.g. a name longer than the file system allows
+            yield self.reject(item_name, "file_not_found", f"{type(exc).__name__}: {exc}")
+            return
+        if not is_file:
+            yield self.reject(item_name, "file_not_found", str(path))
+            return
+        raw = (row.get(self._emotion_col) or "").strip()
+        emotion = canonical_emotion(raw, self._label_map) if raw else None
+        if raw and emotion is None:
+            yield self.reject(item_name, "unknown_label", f"emotion label {raw!r}")
+            return
+        subject = (row.get(self._subject_col) or "").strip() if self._subject_col else None
+        if not subject and self._pattern:
+            match = self._pattern.match(path.stem)
+            subject = match.group(1) if match else None
+        split = ((row.get(self._split_col) or "").strip() or None) if self._split_col else None
+        if split is not None and not valid_split_name(split):
+            # Checked before a video is opened (checked_items would otherwise reject each of its frames).
+            yield self.reject(item_name, "invalid_split", f"split {split!r} is not a valid split name")
+            return
+        labels = dict(emotion=emotion, emotion_raw=raw or None, subject_id=subject or None, split=split)
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            yield from video_frame_items(self, root, path, self._fps, self._max_frames, **labels)
+        else:
+            yield SourceItem(self.name, item_name, str(path), **labels)

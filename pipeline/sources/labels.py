@@ -6,6 +6,7 @@ import json
 from functools import cache
 
 from pipeline.config import PROJECT_ROOT
+from pipeline.sources.base import SourceError
 
 EMOTIONS_FILE = PROJECT_ROOT / "schemas" / "emotions.json"
 
@@ -31,3 +32,15 @@ def canonical_emotion(raw: str, extra: dict[str, str] | None = None) -> str | No
         mapped = {k.lower(): v for k, v in extra.items()}[key]
         return mapped if mapped in canonical_emotions() else None
     return _synonym_table().get(key)
+
+
+CORPUS_LABELS_FILE = PROJECT_ROOT / "schemas" / "corpus_labels.json"
+
+
+@cache
+def corpus_label_map(corpus: str) -> dict[str, str | None]:
+    """A corpus' expression code -> canonical emotion; None marks the corpus' own 'no emotion' codes."""
+    table = json.loads(CORPUS_LABELS_FILE.read_text())
+    if corpus not in table or corpus.startswith("_"):
+        raise SourceError(f"{CORPUS_LABELS_FILE.name} has no label map for {corpus!r}")
+    return dict(table[corpus])

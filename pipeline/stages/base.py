@@ -3,7 +3,8 @@
 A stage implements `run(element)`, a generator that yields the next element(s) or a `Reject`.
 `process` (Beam's entry point) sends rejects to the REJECTS tagged output, counts everything
 under the stage's name, and turns an unexpected exception into an `internal_error` reject with
-the exception's text, so it is visible in the rejects table rather than lost or fatal.
+the exception's text, so it is visible in the rejects table rather than lost or fatal. An element
+always leaves a stage as its outputs or as one reject: never both, never neither.
 """
 
 from __future__ import annotations
@@ -17,6 +18,15 @@ from apache_beam.metrics import Metrics
 from pipeline.record import Reject, Sample, SourceItem
 
 REJECTS = "rejects"
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message` of an exception, even one whose __str__ itself fails."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - the reject must be written whatever the exception is
+        text = "<exception text unavailable>"
+    return f"{type(exc).__name__}: {text}"
 
 
 def item_of(element: Any) -> SourceItem:
@@ -52,7 +62,13 @@ class Stage(beam.DoFn):
             # Collected first: an element that fails half-way must not be both emitted and rejected.
             outputs = list(self.run(element))
         except Exception as exc:  # noqa: BLE001 - any failure of one element becomes its reject
-            outputs = [self.reject(element, "internal_error", f"{type(exc).__name__}: {exc}")]
+            outputs = [self.reject(element, "internal_error", describe(exc))]
+        rejects = [out for out in outputs if isinstance(out, Reject)]
+        if not outputs:  # an element that vanishes would be lost to the accounting
+            outputs = [self.reject(element, "internal_error", "stage yielded neither an output nor a reject")]
+        elif rejects and len(rejects) < len(outputs):  # never both in the data and among the rejects
+            reasons = ", ".join(sorted({r.reason for r in rejects}))
+            outputs = [self.reject(element, "internal_error", f"stage yielded outputs and rejects ({reasons})")]
         for out in outputs:
             if isinstance(out, Reject):
                 self.count(f"reject.{out.reason}")

@@ -36,6 +36,21 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+# Leading bytes of the image formats a corpus holds: a file that starts like one is a damaged image,
+# not a file of another kind, when Pillow cannot identify it.
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+)
+
+
+def image_signature(data: bytes) -> str | None:
+    """The image format whose signature `data` starts with, if any."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return next((kind for magic, kind in _SIGNATURES if data.startswith(magic)), None)
+
+
 # EXIF orientation -> the transpose that displays the image upright (as ImageOps.exif_transpose).
 _ORIENTATION = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -101,7 +116,11 @@ class DecodeStage(Stage):
                     return
                 image.load()
         except UnidentifiedImageError:
-            yield self._sized(item, "not_an_image", "not a recognised image format", sha)
+            kind = image_signature(data)
+            if kind is not None:  # the bytes say it is an image, but Pillow cannot parse it: damaged
+                yield self._sized(item, "corrupt_image", f"{kind} signature, but the file cannot be parsed", sha)
+            else:
+                yield self._sized(item, "not_an_image", "not a recognised image format", sha)
             return
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             yield self._sized(item, "too_many_pixels", str(exc), sha)
