@@ -33,6 +33,7 @@ from pipeline.splits import assign_split
 from pipeline.stages.align import AlignStage
 from pipeline.stages.au import AUStage, BlendshapeAUMapping
 from pipeline.stages.base import REJECTS
+from pipeline.stages.blendshapes_torch import TorchBlendshapesStage
 from pipeline.stages.decode import DecodeStage
 from pipeline.stages.detect import DetectStage
 from pipeline.stages.render import RenderStage
@@ -113,9 +114,11 @@ def build(config: Config, progress: bool = True, validate: bool = True) -> Build
     )
     prototypes = Prototypes.load(config.resolve(config.synergy.prototypes))
     detector_version = f"mediapipe-face-landmarker@{landmarker_file.sha256[:12]}"
+    blendshape_model = (detector_version if config.au.backend == "mediapipe"
+                        else f"torch-blendshapes@{landmarker_file.sha256[:12]}")
     versions = {
         "detector": detector_version,
-        "au_model": f"{detector_version}+{mapping.version}",
+        "au_model": f"{blendshape_model}+{mapping.version}",
         "templates_version": library.version,
         "pipeline_version": __version__,
         "params_hash": config.params_hash(),
@@ -141,7 +144,16 @@ def build(config: Config, progress: bool = True, validate: bool = True) -> Build
     samples = _then(samples, "Detect", DetectStage(config.detect, str(landmarker_file.path)), stage_rejects)
     samples = _then(samples, "Align", AlignStage(config.align, config.resolve("schemas/alignment_template.json")),
                     stage_rejects)
-    samples = _then(samples, "AU", AUStage(mapping, detector_version), stage_rejects)
+    if config.au.backend == "torch-blendshapes":
+        au = config.au
+        step = beam.ParDo(TorchBlendshapesStage(au.device, str(landmarker_file.path)))
+        if au.accelerator:
+            step = step.with_resource_hints(accelerator=au.accelerator)
+        batching = beam.BatchElements(min_batch_size=au.min_batch_size, max_batch_size=au.max_batch_size)
+        batched = samples | "BatchFaces" >> batching | "Blendshapes" >> step.with_outputs(REJECTS, main="ok")
+        stage_rejects.append(batched[REJECTS])
+        samples = batched.ok
+    samples = _then(samples, "AU", AUStage(mapping, blendshape_model), stage_rejects)
     samples = _then(samples, "Synergy", SynergyStage(config.synergy, prototypes), stage_rejects)
     instructions = _then(
         samples, "Render",

@@ -63,7 +63,15 @@ class AlignConfig(Section):
 
 
 class AUConfig(Section):
-    backend: Literal["mediapipe"] = "mediapipe"
+    backend: Literal["mediapipe", "torch-blendshapes"] = Field(
+        default="mediapipe", description="mediapipe: the Face Landmarker's own scores (CPU reference); "
+        "torch-blendshapes: the same network in torch, batched, on GPU when present")
+    device: str | None = Field(default=None, description="torch-blendshapes: cuda | cpu; None = cuda if present")
+    min_batch_size: int = Field(default=1, ge=1)
+    max_batch_size: int = Field(default=64, ge=1)
+    accelerator: str | None = Field(
+        default=None, description="Beam resource hint for the AU stage, e.g. Dataflow "
+        "'type:nvidia-tesla-t4;count:1;install-nvidia-driver'")
     mapping: str = "schemas/blendshape_to_au.json"
     thresholds: str = "schemas/au_thresholds.json"
     vocabulary: str = "schemas/au_vocabulary.csv"

@@ -171,6 +171,7 @@ def test_au_stage_on_real_smile(mapping, make_detect, demo_sample):
     assert out.au_intensity.shape == (len(CODES),)
     assert "AU12" in out.au_present
     assert out.au_source == f"model:mediapipe-test+{mapping.version}"
+    assert out.mesh is None  # the AU stage is the mesh's last user
 
 
 def test_au_stage_on_real_surprise(mapping, make_detect, demo_sample):

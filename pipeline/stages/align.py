@@ -84,6 +84,5 @@ class AlignStage(Stage):
         sample.face_size_px = inter_ocular
         sample.blur_score = blur
         sample.crop_jpeg = jpeg.tobytes()
-        sample.pixels = None  # the full image is no longer needed; keep memory flat
-        sample.mesh = None
+        sample.pixels = None  # the full image is no longer needed; keep memory flat (the AU stage drops the mesh)
         yield sample

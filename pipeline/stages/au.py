@@ -97,6 +97,7 @@ class AUStage(Stage):
         if sample.blendshapes is None or not np.isfinite(sample.blendshapes).all():
             yield self.reject(sample, "no_blendshapes", "detector returned no usable blendshape scores")
             return
+        sample.mesh = None  # last user of the mesh (torch-blendshapes recomputes scores from it)
         sample.au_intensity = self.mapping.intensities(sample.blendshapes)
         sample.au_present = self.mapping.present(sample.au_intensity)
         sample.au_source = self.source_tag
