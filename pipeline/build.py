@@ -6,6 +6,7 @@ so a reader never sees a half-written build.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -61,17 +62,27 @@ class ValidationFailed(RuntimeError):
 
 
 def enumerate_inputs(config: Config) -> tuple[list[SourceItem], list[Reject]]:
-    """List every input of every source (applying per-source limits) and the entries refused on reading."""
+    """List every input of every source (applying per-source weights and limits) and the entries
+    refused on reading."""
     items: list[SourceItem] = []
     rejects: list[Reject] = []
     for source_cfg in config.sources:
         taken = 0
         for entry in make_source(source_cfg, config).checked_items():
+            if source_cfg.weight < 1.0 and not sampled(entry, source_cfg.weight, config.split.seed):
+                continue
             if source_cfg.limit is not None and taken >= source_cfg.limit:
                 break
             taken += 1
             (rejects if isinstance(entry, Reject) else items).append(entry)
     return items, rejects
+
+
+def sampled(entry: SourceItem | Reject, weight: float, seed: int) -> bool:
+    """Keep an entry with probability `weight`, decided by a seeded hash of its id (same on every run).
+    Frames of one video share the video's decision."""
+    key = f"{seed}|{entry.source}|{entry.source_item}"
+    return int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) / float(1 << 48) < weight
 
 
 def quiet_native_logs() -> None:

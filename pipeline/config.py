@@ -30,6 +30,10 @@ class SourceConfig(Section):
     path: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     limit: int | None = Field(default=None, ge=1, description="read at most this many items")
+    weight: float = Field(
+        default=1.0, gt=0, le=1,
+        description="sampling weight: the share of this source's entries read, chosen by a seeded hash of "
+        "each entry's id (deterministic; entries left out are not inputs of the build)")
 
 
 class RunnerConfig(Section):

@@ -501,3 +501,22 @@ def test_build_from_rafdb_and_jsonl(rafdb: Path, jsonl_corpus: Path, tmp_path: P
     items = {s for table in rows for s in table.column("source_item").to_pylist()}
     assert items <= {"basic/Image/original/train_00001.jpg", "basic/Image/original/train_00002.jpg",
                      "basic/Image/original/test_0001.jpg", "images/a.jpg", "images/b.jpg"}
+
+
+def test_source_weight_samples_deterministically(tmp_path: Path) -> None:
+    from pipeline.build import enumerate_inputs
+    from pipeline.config import load_config
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "faces-in-the-wild-sample"
+    if not shared.is_dir():
+        pytest.skip("shared sample corpus not found")
+    sources = [{"name": "a", "kind": "csv", "path": str(shared), "options": {"image_dir": "images"},
+                "weight": 0.3},
+               {"name": "b", "kind": "csv", "path": str(shared), "options": {"image_dir": "images"}, "limit": 20}]
+    config = load_config(None, ["sources=" + json.dumps(sources)])
+    items, rejects = enumerate_inputs(config)
+    a = [i.source_item for i in items if i.source == "a"]
+    assert 0.2 * 185 < len(a) < 0.4 * 185 and not rejects
+    assert sum(i.source == "b" for i in items) == 20
+    again, _ = enumerate_inputs(config)
+    assert [i.source_item for i in again if i.source == "a"] == a
