@@ -81,8 +81,9 @@ def tree_rss(proc: psutil.Process) -> int:
 
 
 def run_build(corpus: Path, out: Path, extra: list[str]) -> dict:
+    # Dedup off: the repeated corpus would lose its copies, and every input should cost the same work.
     cmd = [sys.executable, "-m", "pipeline.cli", "build", "--no-progress", "--no-validate",
-           "--source", f"csv:{corpus},image_dir=images", "-o", str(out), *extra]
+           "--set", "dedup.enabled=false", "--source", f"csv:{corpus},image_dir=images", "-o", str(out), *extra]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ps = psutil.Process(proc.pid)

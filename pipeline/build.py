@@ -36,6 +36,7 @@ from pipeline.stages.au import AUStage, BlendshapeAUMapping
 from pipeline.stages.base import REJECTS
 from pipeline.stages.blendshapes_torch import TorchBlendshapesStage
 from pipeline.stages.decode import DecodeStage
+from pipeline.stages.dedup import DedupStage
 from pipeline.stages.detect import DetectStage
 from pipeline.stages.render import RenderStage
 from pipeline.stages.synergy import Prototypes, SynergyStage
@@ -166,6 +167,14 @@ def build(config: Config, progress: bool = True, validate: bool = True) -> Build
         samples = batched.ok
     samples = _then(samples, "AU", AUStage(mapping, blendshape_model), stage_rejects)
     samples = _then(samples, "Synergy", SynergyStage(config.synergy, prototypes), stage_rejects)
+    if config.dedup.enabled:
+        dedup = beam.ParDo(DedupStage([s.name for s in config.sources])).with_outputs(REJECTS, main="ok")
+        deduped = (samples
+                   | "KeyByCropHash" >> beam.Map(lambda s: (s.crop_hash, s))
+                   | "GroupByCropHash" >> beam.GroupByKey()
+                   | "Dedup" >> dedup)
+        stage_rejects.append(deduped[REJECTS])
+        samples = deduped.ok
     instructions = _then(
         samples, "Render",
         RenderStage(config.render, config.resolve(config.render.templates_dir), config.resolve(config.au.vocabulary)),

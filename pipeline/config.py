@@ -81,6 +81,10 @@ class AUConfig(Section):
     vocabulary: str = "schemas/au_vocabulary.csv"
 
 
+class DedupConfig(Section):
+    enabled: bool = Field(default=True, description="keep one copy of faces whose aligned crops hash alike")
+
+
 class SynergyConfig(Section):
     prototypes: str = "schemas/emotion_prototypes.json"
     conflict_threshold: float = Field(default=0.34, ge=0, le=1)
@@ -143,6 +147,7 @@ class Config(Section):
     align: AlignConfig = Field(default_factory=AlignConfig)
     au: AUConfig = Field(default_factory=AUConfig)
     synergy: SynergyConfig = Field(default_factory=SynergyConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
     render: RenderConfig = Field(default_factory=RenderConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)

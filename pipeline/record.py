@@ -55,6 +55,7 @@ class Sample:
     face_size_px: float = 0.0
     blur_score: float = 0.0
     crop_jpeg: bytes = b""
+    crop_hash: int = 0  # difference hash of the aligned crop, for near-duplicate detection
     au_intensity: np.ndarray | None = None  # aligned to the AU vocabulary
     au_present: list[str] = field(default_factory=list)
     au_source: str = ""

@@ -482,7 +482,9 @@ def test_build_from_rafdb_and_jsonl(rafdb: Path, jsonl_corpus: Path, tmp_path: P
     params.write_text(yaml.safe_dump({"sources": [
         {"name": "raf", "kind": "rafdb", "path": str(rafdb), "limit": 3},
         {"name": "manifest", "kind": "jsonl", "path": str(jsonl_corpus), "options": {"image_dir": "images"},
-         "limit": 2}]}))
+         "limit": 2}],
+        "dedup": {"enabled": False},  # both fixtures are made of the same demo faces
+    }))
     out = tmp_path / "out"
     assert main(["build", "--no-progress", "--no-validate", "--running-mode", "in_memory", "--params", str(params),
                  "-o", str(out)]) == 0

@@ -168,8 +168,10 @@ def read_folder(folder: Path) -> list[dict]:
 
 
 def build_bad_corpus(corpus: BadCorpus, out: Path, mode: str) -> Path:
+    # Dedup off: several bad variants are made from one face, and each must get its own verdict.
     code = main(["build", "--no-progress", "--no-validate", "--running-mode", mode,
-                 "--source", f"csv:{corpus.root},image_dir=images", "--set", "align.max_abs_yaw=30", "-o", str(out)])
+                 "--source", f"csv:{corpus.root},image_dir=images", "--set", "align.max_abs_yaw=30",
+                 "--set", "dedup.enabled=false", "-o", str(out)])
     assert code == 0
     return out
 
@@ -290,7 +292,7 @@ def test_exception_in_a_stage_becomes_that_inputs_reject(tmp_path: Path, monkeyp
     monkeypatch.setattr(AlignStage, "run", flaky)  # in_memory: the DoFn runs in this process
     out = tmp_path / "out"
     assert main(["build", "--no-progress", "--no-validate", "--running-mode", "in_memory",
-                 "--source", f"csv:{root},image_dir=images", "-o", str(out)]) == 0
+                 "--source", f"csv:{root},image_dir=images", "--set", "dedup.enabled=false", "-o", str(out)]) == 0
 
     rejects = read_folder(out / "rejects")
     assert [(r["source_item"], r["stage"], r["reason"]) for r in rejects] == [

@@ -16,6 +16,7 @@ import numpy as np
 from pipeline.config import AlignConfig
 from pipeline.record import Sample
 from pipeline.stages.base import Stage
+from pipeline.stages.dedup import crop_hash
 
 # Face-mesh indices of the five points, in image order for a frontal face:
 # iris centre on the image-left eye, on the image-right eye, nose tip, image-left and image-right mouth corner.
@@ -84,5 +85,6 @@ class AlignStage(Stage):
         sample.face_size_px = inter_ocular
         sample.blur_score = blur
         sample.crop_jpeg = jpeg.tobytes()
+        sample.crop_hash = crop_hash(crop)
         sample.pixels = None  # the full image is no longer needed; keep memory flat (the AU stage drops the mesh)
         yield sample
