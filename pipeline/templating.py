@@ -14,7 +14,6 @@ same text, a new seed (part of the key) gives a new mix.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -46,22 +45,6 @@ class TemplateSecurityError(TemplateError, SecurityError):
 
 
 # ----------------------------------------------------------------------------- vocabulary & context
-
-
-def load_au_vocabulary(path: str | Path) -> list[dict[str, Any]]:
-    """schemas/au_vocabulary.csv -> [{code, number, name, region, muscle}] in file (= vector) order."""
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    return [
-        {
-            "code": r["code"],
-            "number": int(r["number"]),
-            "name": r["name"],
-            "region": r["region"],
-            "muscle": r["muscle"],
-        }
-        for r in rows
-    ]
 
 
 def intensity_level(value: float) -> str:

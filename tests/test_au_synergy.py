@@ -12,8 +12,9 @@ from conftest import SCHEMAS, assert_reject, only, run_stage
 
 from pipeline.config import SynergyConfig
 from pipeline.record import Sample, SourceItem
-from pipeline.stages.au import INTENSITY_MAX, AUStage, BlendshapeAUMapping, load_au_vocabulary
+from pipeline.stages.au import INTENSITY_MAX, AUStage, BlendshapeAUMapping
 from pipeline.stages.synergy import Prototypes, SynergyStage
+from pipeline.vocabulary import load_au_vocabulary
 
 MAPPING = SCHEMAS / "blendshape_to_au.json"
 THRESHOLDS = SCHEMAS / "au_thresholds.json"

@@ -22,8 +22,8 @@ from pipeline.templating import (
     TemplateLibrary,
     build_context,
     intensity_level,
-    load_au_vocabulary,
 )
+from pipeline.vocabulary import load_au_vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"

@@ -23,7 +23,8 @@ from pipeline.sources.base import Source, SourceError
 from pipeline.sources.demo import demo_corpus_dir
 from pipeline.sources.folder_csv import CsvSource
 from pipeline.stages.render import RenderStage
-from pipeline.templating import TemplateError, TemplateLibrary, load_au_vocabulary, make_environment
+from pipeline.templating import TemplateError, TemplateLibrary, make_environment
+from pipeline.vocabulary import load_au_vocabulary
 
 TEMPLATES = PROJECT_ROOT / "templates"
 VOCAB_PATH = PROJECT_ROOT / "schemas" / "au_vocabulary.csv"

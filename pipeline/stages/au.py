@@ -7,7 +7,6 @@ of each AU (replaced by calibration). The output is aligned to the AU vocabulary
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,13 +16,9 @@ import numpy as np
 
 from pipeline.record import Sample
 from pipeline.stages.base import Stage
+from pipeline.vocabulary import load_au_vocabulary
 
 INTENSITY_MAX = 5.0
-
-
-def load_au_vocabulary(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 @dataclass

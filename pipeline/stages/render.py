@@ -17,7 +17,8 @@ from typing import Any
 from pipeline.config import RenderConfig
 from pipeline.record import Instruction, Sample
 from pipeline.stages.base import Stage
-from pipeline.templating import TemplateLibrary, build_context, load_au_vocabulary
+from pipeline.templating import TemplateLibrary, build_context
+from pipeline.vocabulary import load_au_vocabulary
 
 
 def requirements_met(requires: tuple[str, ...] | list[str], sample: Sample) -> bool:
