@@ -201,6 +201,19 @@ def cmd_sources(args) -> int:
     return EXIT_OK
 
 
+def cmd_calibrate(args) -> int:
+    from pipeline.calibrate import calibrate, write_calibration
+    from pipeline.config import load_config
+
+    config = load_config(args.params)
+    result = calibrate(args.builds, config.resolve(config.synergy.prototypes), min_support=args.min_support)
+    path = write_calibration(result, args.output)
+    print(f"thresholds for {len(result['thresholds']) - len(result['uncalibrated'])} AUs calibrated on "
+          f"{result['faces']} faces ({len(result['uncalibrated'])} kept at the default); written to {path}; "
+          f"use it with --set au.thresholds={path}")
+    return EXIT_OK
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="fea", description="Build, validate and inspect FEA instruction datasets.")
     top.add_argument("-v", "--verbose", action="store_true", help="log progress of every stage")
@@ -225,6 +238,13 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--output", type=Path, default=None, help="HTML path (default: DIR/report/report.html)")
     r.add_argument("--samples", type=int, default=12, help="sample faces shown with their conversations")
     sub.add_parser("sources", help="list the source adapters (built-in and registered), one line each")
+    c = sub.add_parser("calibrate", help="choose per-AU occurrence thresholds from labelled builds",
+                       description=(__import__("pipeline.calibrate").calibrate.__doc__ or "").split("\n\n")[1])
+    c.add_argument("builds", type=Path, nargs="+", help="build folders with emotion labels")
+    c.add_argument("--output", "-o", type=Path, default=Path("au_thresholds.calibrated.json"),
+                   help="thresholds JSON to write (format of schemas/au_thresholds.json)")
+    c.add_argument("--min-support", type=int, default=10, help="fewest positives and negatives to calibrate an AU")
+    c.add_argument("--params", type=Path, default=None, help="params file naming the emotion prototypes")
     _add_train(sub)
     _add_evaluate(sub)
     return top
@@ -242,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.templating import TemplateError
 
     handlers = {"build": cmd_build, "validate": cmd_validate, "inspect": cmd_inspect, "report": cmd_report,
-                "train": cmd_train, "evaluate": cmd_evaluate, "sources": cmd_sources}
+                "train": cmd_train, "evaluate": cmd_evaluate, "sources": cmd_sources,
+                "calibrate": cmd_calibrate}
     try:
         return handlers[args.command](args)
     except (ConfigError, SourceError, TemplateError, FileExistsError) as exc:
