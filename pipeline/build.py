@@ -6,7 +6,6 @@ so a reader never sees a half-written build.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -30,7 +29,7 @@ from pipeline.progress import CountProgress, ProgressDisplay
 from pipeline.record import Reject, SourceItem
 from pipeline.release import write_dataset_card
 from pipeline.sources import make_source
-from pipeline.splits import assign_split
+from pipeline.splits import assign_split, unit_hash
 from pipeline.stages.align import AlignStage
 from pipeline.stages.au import AUStage, BlendshapeAUMapping
 from pipeline.stages.base import REJECTS
@@ -82,8 +81,7 @@ def enumerate_inputs(config: Config) -> tuple[list[SourceItem], list[Reject]]:
 def sampled(entry: SourceItem | Reject, weight: float, seed: int) -> bool:
     """Keep an entry with probability `weight`, decided by a seeded hash of its id (same on every run).
     Frames of one video share the video's decision."""
-    key = f"{seed}|{entry.source}|{entry.source_item}"
-    return int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) / float(1 << 48) < weight
+    return unit_hash(f"{seed}|{entry.source}|{entry.source_item}") < weight
 
 
 def quiet_native_logs() -> None:

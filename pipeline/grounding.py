@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from pipeline.sources.labels import _emotions, canonical_emotions
+from pipeline.sources.labels import canonical_emotions, emotion_mentions
 
 AU_MENTION = re.compile(r"\bAU\s?(\d{1,2})\b", re.IGNORECASE)
 
 
 @cache
 def _emotion_patterns() -> dict[str, re.Pattern]:
-    table = _emotions()["mentions"]
+    table = emotion_mentions()
     return {
         emotion: re.compile(r"\b(" + "|".join(map(re.escape, table[emotion])) + r")\b", re.IGNORECASE)
         for emotion in canonical_emotions()

@@ -8,9 +8,14 @@ from pipeline.config import SplitConfig
 from pipeline.record import Sample
 
 
+def unit_hash(key: str) -> float:
+    """A key's stable position in [0, 1): the same on every machine and every run."""
+    return int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) / float(1 << 48)
+
+
 def split_for(key: str, ratios: dict[str, float], seed: int) -> str:
     """Map a grouping key to a split by a seeded hash: same key, same split, on every machine."""
-    h = int(hashlib.sha256(f"{seed}|{key}".encode()).hexdigest()[:12], 16) / float(1 << 48)
+    h = unit_hash(f"{seed}|{key}")
     acc = 0.0
     names = sorted(ratios)
     for name in names:

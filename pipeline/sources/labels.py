@@ -16,6 +16,11 @@ def _emotions() -> dict:
     return json.loads(EMOTIONS_FILE.read_text())
 
 
+def emotion_mentions() -> dict[str, list[str]]:
+    """Words that, in generated text, claim each canonical emotion (for the grounding check)."""
+    return dict(_emotions()["mentions"])
+
+
 def canonical_emotions() -> list[str]:
     return list(_emotions()["canonical"])
 
