@@ -78,9 +78,29 @@ def cmd_build(args) -> int:
     counts = result.manifest["counts"]
     print(f"built {result.out_dir}: {counts['inputs']} inputs = {counts['accepted_inputs']} accepted + "
           f"{counts['rejected_inputs']} rejected; {counts['rows']} rows in {result.seconds:.1f}s")
+    llm = result.manifest.get("llm")
+    if llm:
+        rate = llm["hallucination_rate"]
+        print(f"llm {llm['model']} ({llm['mode']}): rows by status {llm['rows_by_llm_status']}; hallucination rate "
+              f"{'n/a' if rate is None else f'{rate:.1%}'}"
+              + (f"; {llm['batch_requests']} requests in llm_batch_requests.jsonl" if "batch_requests" in llm else ""))
     if result.validation is not None:
         _print_validation(result.validation)
     return EXIT_OK
+
+
+def cmd_llm(args) -> int:
+    from pipeline.config import load_config
+    from pipeline.llm.batch import import_results
+    from pipeline.llm.cache import ResponseCache
+
+    config = load_config(args.params, args.set or [])
+    if not Path(args.results).is_file():
+        raise FileNotFoundError(f"no Batch-API results file at {args.results}")
+    cache_dir = config.resolve(args.cache_dir or config.llm.cache_dir)
+    counts = import_results(Path(args.results), ResponseCache(cache_dir))
+    print(f"imported into {cache_dir}: {counts}")
+    return EXIT_OK if counts.get("imported") else EXIT_FAILED
 
 
 def _print_validation(report) -> None:
@@ -237,6 +257,14 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("dir", type=Path, help="build folder")
     r.add_argument("--output", type=Path, default=None, help="HTML path (default: DIR/report/report.html)")
     r.add_argument("--samples", type=int, default=12, help="sample faces shown with their conversations")
+    lm = sub.add_parser("llm", help="LLM stage tools: import-batch loads Batch-API results into the response cache")
+    lsub = lm.add_subparsers(dest="llm_command", required=True)
+    ib = lsub.add_parser("import-batch", help="store the results of a Batch-API job (output JSONL) in the cache, "
+                         "so the next build sends no request for them")
+    ib.add_argument("results", help="the Batch-API output file (JSONL: custom_id, response.body)")
+    ib.add_argument("--params", help="params.yaml (for llm.cache_dir); default ./params.yaml or the project's")
+    ib.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a param")
+    ib.add_argument("--cache-dir", help="cache folder (default: llm.cache_dir)")
     sub.add_parser("sources", help="list the source adapters (built-in and registered), one line each")
     c = sub.add_parser("calibrate", help="choose per-AU occurrence thresholds from labelled builds",
                        description=(__import__("pipeline.calibrate").calibrate.__doc__ or "").split("\n\n")[1])
@@ -259,11 +287,12 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.io.manifest import AccountingError
     from pipeline.models.files import ModelFileError
     from pipeline.sources import SourceError
+    from pipeline.stages.llm import LLMStopped
     from pipeline.templating import TemplateError
 
     handlers = {"build": cmd_build, "validate": cmd_validate, "inspect": cmd_inspect, "report": cmd_report,
                 "train": cmd_train, "evaluate": cmd_evaluate, "sources": cmd_sources,
-                "calibrate": cmd_calibrate}
+                "calibrate": cmd_calibrate, "llm": cmd_llm}
     try:
         return handlers[args.command](args)
     except (ConfigError, SourceError, TemplateError, FileExistsError) as exc:
@@ -274,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_MISSING
     except AccountingError as exc:
         print(f"fea {args.command}: accounting error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except LLMStopped as exc:
+        print(f"fea {args.command}: {exc}", file=sys.stderr)
         return EXIT_FAILED
 
 

@@ -95,6 +95,14 @@ class Instruction:
     task: str
     template_id: str
     conversations: list[dict[str, str]]  # [{"role": "user"|"assistant", "content": ...}], <image> once
+    # Filled by the LLM stage (when the task is sent to an LLM) and the verify stage.
+    llm_answers: dict[int, str] = field(default_factory=dict)  # conversation index -> LLM text
+    llm_status: str | None = None  # None (not sent) | ok | hallucinated | failed | budget_exhausted | pending_batch
+    llm_model: str | None = None
+    llm_detail: str | None = None  # why the LLM text is not used
+    text_source: str = "template"  # template | llm: where the assistant text in `conversations` comes from
+    grounding_verdict: str | None = None  # grounded | ungrounded: the verifier on the final text
+    grounding_reason: str | None = None  # what the verifier found wrong with the final text
 
     @property
     def sample_id(self) -> str:

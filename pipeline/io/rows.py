@@ -51,6 +51,12 @@ def instruction_row(inst: Instruction, split: str, versions: dict[str, str]) -> 
         "task": inst.task,
         "template_id": inst.template_id,
         "conversations": inst.conversations,
+        "text_source": inst.text_source,
+        "llm_status": inst.llm_status,
+        "llm_model": inst.llm_model,
+        "llm_detail": inst.llm_detail,
+        "grounding_verdict": inst.grounding_verdict,
+        "grounding_reason": inst.grounding_reason,
         **versions,
     }
 
