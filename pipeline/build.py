@@ -22,6 +22,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import __version__
 from pipeline.config import Config, ConfigError
+from pipeline.errors import LLMStopped, PipelineFailed
 from pipeline.io.manifest import summarize, write_manifest
 from pipeline.io.rows import instruction_row, reject_row
 from pipeline.io.schema import arrow_schema, schema_version
@@ -35,12 +36,12 @@ from pipeline.sources import make_source
 from pipeline.splits import assign_split, unit_hash
 from pipeline.stages.align import AlignStage
 from pipeline.stages.au import AUStage, BlendshapeAUMapping
-from pipeline.stages.base import REJECTS
+from pipeline.stages.base import REJECTS, describe
 from pipeline.stages.blendshapes_torch import TorchBlendshapesStage
 from pipeline.stages.decode import DecodeStage
 from pipeline.stages.dedup import DedupStage
 from pipeline.stages.detect import DetectStage
-from pipeline.stages.llm import LLMStage, LLMStopped
+from pipeline.stages.llm import LLMStage
 from pipeline.stages.render import RenderStage
 from pipeline.stages.synergy import Prototypes, SynergyStage
 from pipeline.stages.verify import VerifyStage
@@ -218,7 +219,9 @@ def build(config: Config, progress: bool = True, validate: bool = True) -> Build
                 raise LLMStopped(f"build stopped: the LLM endpoint failed and llm.on_error is 'stop'; "
                                  f"responses received so far are cached in {config.resolve(config.llm.cache_dir)}"
                                  ) from exc
-            raise
+            raise PipelineFailed(f"the pipeline failed ({describe(exc)[:500]}); nothing was published"
+                                 + (f", {out_dir} is unchanged" if out_dir.exists() else "")
+                                 + f"; partial output left in {staging}") from exc
     shutil.rmtree(progress_dir, ignore_errors=True)
     llm_summary = summarize_llm(config, staging)
 

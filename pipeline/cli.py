@@ -284,10 +284,10 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     from pipeline.config import ConfigError
+    from pipeline.errors import LLMStopped, PipelineFailed
     from pipeline.io.manifest import AccountingError
     from pipeline.models.files import ModelFileError
     from pipeline.sources import SourceError
-    from pipeline.stages.llm import LLMStopped
     from pipeline.templating import TemplateError
 
     handlers = {"build": cmd_build, "validate": cmd_validate, "inspect": cmd_inspect, "report": cmd_report,
@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     except AccountingError as exc:
         print(f"fea {args.command}: accounting error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except LLMStopped as exc:
+    except (LLMStopped, PipelineFailed) as exc:
         print(f"fea {args.command}: {exc}", file=sys.stderr)
         return EXIT_FAILED
 

@@ -13,10 +13,11 @@ import pytest
 from fake_openai import FakeOpenAI, Reply, grounded_answer
 
 from pipeline.config import PROJECT_ROOT, LLMConfig, RenderConfig
+from pipeline.errors import LLMStopped
 from pipeline.llm.batch import import_results
 from pipeline.llm.cache import ResponseCache
 from pipeline.record import Instruction, Sample, SourceItem
-from pipeline.stages.llm import LLMStage, LLMStopped
+from pipeline.stages.llm import LLMStage
 from pipeline.stages.render import RenderStage
 from pipeline.stages.verify import VerifyStage
 from pipeline.vocabulary import load_au_vocabulary

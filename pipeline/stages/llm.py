@@ -23,6 +23,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipeline.config import LLMConfig
+from pipeline.errors import LLMStopped
 from pipeline.llm.batch import request_line
 from pipeline.llm.budget import TokenBudget
 from pipeline.llm.cache import ResponseCache, request_key
@@ -33,10 +34,6 @@ from pipeline.templating import IMAGE_TOKEN, build_context
 from pipeline.vocabulary import load_au_vocabulary
 
 STAGE = "llm"
-
-
-class LLMStopped(RuntimeError):
-    """on_error=stop and the endpoint failed for good: the build stops; its cache keeps what it got."""
 
 
 class LLMStage(beam.DoFn):
