@@ -58,7 +58,9 @@ def render_report(stats: BuildStats, samples: int = 12) -> str:
         _section("Emotion × AU", _plot(plots.heatmap(
             *stats.emotion_au_share(), "Share of faces of each emotion with the AU present (%)"),
             "emotion by AU heatmap")),
+        _section("AU co-occurrence", _cooccurrence(stats)),
         _section("FE-AU consistency", _consistency(stats)),
+        _section("Per source", _per_source(stats)),
         _section("Task mix", _tasks(stats)),
         _section("Text grounding", _grounding(stats)),
         _section("Sample faces", _samples(stats, samples)),
@@ -153,6 +155,21 @@ def _consistency(stats: BuildStats) -> str:
     rows = [[k, len(v), f"{sum(v) / len(v):.3f}", conflicts.get(k, 0)] for k, v in groups.items()]
     table = _table(["emotion", "faces", "mean consistency", "conflicts"], rows) if rows else ""
     return _plot(chart, "FE-AU consistency per emotion") + table
+
+
+def _cooccurrence(stats: BuildStats) -> str:
+    codes, matrix = stats.au_cooccurrence()
+    return _plot(plots.heatmap(codes, codes, matrix, "Faces with the row AU that also show the column AU (%)"),
+                 "AU co-occurrence heatmap")
+
+
+def _per_source(stats: BuildStats) -> str:
+    sources, codes, shares = stats.source_au_share()
+    chart = plots.heatmap(sources, codes, shares, "AU base rate per source (% of the source's faces)")
+    rows = [[src, emo, n, f"{mean:.3f}", f"{conflict:.1%}"]
+            for src, emo, n, mean, conflict in stats.consistency_by_source()]
+    table = _table(["source", "emotion", "labelled faces", "mean consistency", "conflict rate"], rows) if rows else ""
+    return _plot(chart, "AU base rate per source") + table
 
 
 def _tasks(stats: BuildStats) -> str:
