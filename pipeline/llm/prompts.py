@@ -6,12 +6,14 @@ labels, question, model and parameters always map to the same cached response.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from pipeline.templating import TemplateError, make_environment
+from pipeline.record import Sample
+from pipeline.templating import TemplateError, intensity_level, make_environment
 
 MODES = ("rewrite", "reason")
 
@@ -41,12 +43,17 @@ class PromptBook:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
 
 
-def labels_of(context: dict[str, Any]) -> dict[str, Any]:
-    """The facts a prompt may state: canonical emotion and present AUs (code, name, level), nothing else."""
-    return {
-        "emotion": context.get("emotion"),
-        "action_units": [{"code": au["code"], "name": au["name"], "level": au["level"]} for au in context["aus"]],
-    }
+def labels_of(sample: Sample, vocabulary: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The facts a prompt may state: the canonical emotion and the present AUs (code, name, level word),
+    strongest first. Nothing else of the sample (file names, raw labels, metadata) reaches a prompt."""
+    index = {row["code"]: i for i, row in enumerate(vocabulary)}
+    aus = []
+    for code in dict.fromkeys(sample.au_present):
+        i = index[code]
+        value = float(sample.au_intensity[i]) if sample.au_intensity is not None else 0.0
+        aus.append((-value, vocabulary[i]["number"],
+                    {"code": code, "name": vocabulary[i]["name"], "level": intensity_level(value)}))
+    return {"emotion": sample.item.emotion, "action_units": [entry for *_, entry in sorted(aus, key=lambda a: a[:2])]}
 
 
 def request_body(messages: list[dict[str, str]], model: str, temperature: float, max_tokens: int,

@@ -30,7 +30,7 @@ from pipeline.llm.cache import ResponseCache, request_key
 from pipeline.llm.client import ChatClient, Completion, LLMFailure
 from pipeline.llm.prompts import PromptBook, labels_of, request_body
 from pipeline.record import Instruction
-from pipeline.templating import IMAGE_TOKEN, build_context
+from pipeline.templating import IMAGE_TOKEN
 from pipeline.vocabulary import load_au_vocabulary
 
 STAGE = "llm"
@@ -75,7 +75,7 @@ class LLMStage(beam.DoFn):
         mode = self.cfg.tasks.get(inst.task)
         if mode is None:
             return []
-        labels = labels_of(build_context(inst.sample, self.vocabulary))
+        labels = labels_of(inst.sample, self.vocabulary)
         out = []
         for i, turn in enumerate(inst.conversations):
             if turn["role"] != "assistant" or i == 0:
