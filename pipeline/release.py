@@ -61,6 +61,7 @@ def write_dataset_card(out_dir: Path | str) -> Path:
         *_accounting(stats),
         *_labels(stats),
         *_aus(stats),
+        *_texts(stats),
         *_versions(manifest),
         *_limitations(stats),
     ])
@@ -226,6 +227,24 @@ def _versions(manifest: dict[str, Any]) -> list[str]:
             *_table(["what", "version"], rows),
             "`params_hash` identifies every parameter of the build (`manifest.json` holds them all); "
             "two builds with the same hash and versions contain the same rows.", ""]
+
+
+def _texts(stats: BuildStats) -> list[str]:
+    """Where the answers come from and how they were checked: a trainer should know what is LLM-written."""
+    c, llm = stats.counts, stats.manifest.get("llm")
+    sources = c.get("rows_by_text_source") or {}
+    lines = ["## Answer texts and their checks", "",
+             "Every assistant turn is rendered from templates (`templates/`) or, when an LLM was used, written "
+             "by it from the labels alone; either way the grounding verifier checked it against the labels "
+             "(no absent AU named, no present AU denied, no other emotion named). The row's `text_source`, "
+             "`llm_status` and `grounding_verdict` say which.", ""]
+    if sources:
+        lines += _table(["text source", "rows"], [[k, v] for k, v in sources.items()])
+    if llm:
+        rate = llm.get("hallucination_rate")
+        lines += [f"LLM `{llm.get('model')}`: {'no' if rate is None else f'{rate:.1%} of the'} LLM texts failed the "
+                  "check and were replaced by their template text.", ""]
+    return lines
 
 
 def build_limitations(stats: BuildStats) -> list[str]:
