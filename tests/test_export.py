@@ -123,6 +123,7 @@ def test_llava(build: Path, exports: dict[str, Path]) -> None:
             Image.open(out / rec["image"]).verify()
             assert rec["metadata"]["emotion"] == s["emotion"] and rec["metadata"]["au_present"] == s["au_present"]
     # one file per face, though face1 answers two rows
+    assert json.loads((out / MANIFEST).read_text())["image_files"] == 4
     assert sorted(p.name for p in (out / "images").iterdir()) == [f"face{f}.jpg" for f in range(4)]
 
 
