@@ -103,6 +103,37 @@ def cmd_llm(args) -> int:
     return EXIT_OK if counts.get("imported") else EXIT_FAILED
 
 
+def _add_export(sub) -> None:
+    p = sub.add_parser(
+        "export", help="write a build's rows as LLaVA JSON, ShareGPT JSONL, OpenAI chat JSONL or HF Parquet",
+        description="Export a build to a trainer format. llava: SPLIT.json + images/; sharegpt: SPLIT.jsonl + "
+                    "images/ + dataset_info.json (LLaMA-Factory); openai: SPLIT.jsonl with base64 images (+ "
+                    "SPLIT.metadata.jsonl with the labels); hf: data/SPLIT-*.parquet with messages + images "
+                    "columns (TRL SFTTrainer layout). Rows exported per split are counted against the shards "
+                    "and written to OUTPUT/export_manifest.json.")
+    p.add_argument("dir", type=Path, help="build folder (with manifest.json and data/)")
+    p.add_argument("--format", "-f", required=True, choices=["llava", "sharegpt", "openai", "hf"],
+                   help="target format")
+    p.add_argument("--output", "-o", type=Path, required=True,
+                   help="export folder (outside the build; an earlier export there is replaced)")
+    p.add_argument("--split", help="comma-separated splits to export (default: all in the build)")
+    p.add_argument("--images", choices=["copy", "none"], default="copy",
+                   help="llava/sharegpt: write the crops to OUTPUT/images (copy, default) or only reference them")
+    p.add_argument("--limit", type=int, help="export at most N rows per split")
+
+
+def cmd_export(args) -> int:
+    from pipeline.export import export
+
+    splits = [s for s in args.split.split(",") if s] if args.split else None
+    result = export(args.dir, args.format, args.output, splits=splits, images=args.images, limit=args.limit)
+    for split, c in result["splits"].items():
+        print(f"{split}: {c['rows_exported']} rows exported ({c['rows_in_shards']} in the shards)")
+    print(f"{result['format']} export written to {args.output} ({result['image_files']} image files); "
+          f"see {args.output / 'export_manifest.json'}")
+    return EXIT_OK
+
+
 def _print_validation(report) -> None:
     failed = [c for c in report.checks if not c.success]
     print(f"validation {'passed' if report.success else 'FAILED'}: {len(report.checks) - len(failed)}/"
@@ -275,6 +306,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--params", type=Path, default=None, help="params file naming the emotion prototypes")
     _add_train(sub)
     _add_evaluate(sub)
+    _add_export(sub)
     return top
 
 
@@ -285,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     from pipeline.config import ConfigError
     from pipeline.errors import LLMStopped, PipelineFailed
+    from pipeline.export import ExportError
     from pipeline.io.manifest import AccountingError
     from pipeline.models.files import ModelFileError
     from pipeline.sources import SourceError
@@ -292,10 +325,10 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers = {"build": cmd_build, "validate": cmd_validate, "inspect": cmd_inspect, "report": cmd_report,
                 "train": cmd_train, "evaluate": cmd_evaluate, "sources": cmd_sources,
-                "calibrate": cmd_calibrate, "llm": cmd_llm}
+                "calibrate": cmd_calibrate, "llm": cmd_llm, "export": cmd_export}
     try:
         return handlers[args.command](args)
-    except (ConfigError, SourceError, TemplateError, FileExistsError) as exc:
+    except (ConfigError, SourceError, TemplateError, FileExistsError, ExportError) as exc:
         print(f"fea {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (ModelFileError, FileNotFoundError) as exc:
