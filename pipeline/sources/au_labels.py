@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from functools import cache
+from pathlib import Path
 
 from pipeline.config import PROJECT_ROOT
 from pipeline.sources.base import SourceError
@@ -55,3 +56,27 @@ def intensity(raw: str | float) -> float:
     if not 0.0 <= value <= INTENSITY_MAX:
         raise ValueError(f"intensity {raw!r} outside 0-5")
     return value
+
+
+def read_frame_file(path: Path, unknown: frozenset[float] = frozenset()) -> tuple[dict[int, float], list[str]]:
+    """A per-frame AU file ("frame,intensity" lines: DISFA, BP4D AU_INT) -> ({frame: 0-5}, [problems]).
+
+    Values in `unknown` (BP4D's 9 = not coded) leave the frame out: the AU is unknown there, not absent.
+    A malformed line is reported as "file:line: why", never dropped silently.
+    """
+    values: dict[int, float] = {}
+    problems: list[str] = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = [p.strip() for p in line.replace(";", ",").split(",")]
+        try:
+            if len(parts) != 2:
+                raise ValueError("expected 'frame,intensity'")
+            frame = int(parts[0])
+            if float(parts[1]) in unknown:
+                continue
+            values[frame] = intensity(parts[1])
+        except ValueError as exc:
+            problems.append(f"{path.name}:{number}: {line.strip()[:80]!r}: {exc}")
+    return values, problems
