@@ -312,3 +312,51 @@ def test_validation_flags_rows_where_the_model_overrode_the_corpus() -> None:
     })
     assert _corpus_au_problems(frame.iloc[[0, 2]]) == []
     assert "1 row(s) whose au_present" in _corpus_au_problems(frame)[0]
+
+
+# --------------------------------------------------------------------------------------- end to end
+
+WILD = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "faces-in-the-wild-sample"
+
+
+@pytest.mark.slow
+def test_ckplus_build_corpus_aus_win_and_model_is_kept(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.cli import main
+
+    if not (WILD / "images").is_dir():
+        pytest.skip(f"shared corpus not found at {WILD}")
+    photos = sorted((WILD / "images").glob("*.jpg"))[:16]
+    root = tmp_path / "CK+"
+    for s in range(8):  # 8 subjects, a 2-frame sequence each: first frame neutral, peak coded
+        subject = f"S{s + 1:03d}"
+        for k in (1, 2):
+            dst = root / "cohn-kanade-images" / subject / "001" / f"{subject}_001_{k:08d}.png"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            from PIL import Image
+
+            Image.open(photos[2 * s + k - 1]).convert("RGB").save(dst)
+        write(root / f"Emotion/{subject}/001/{subject}_001_00000002_emotion.txt", "   7.0000000e+00\n")
+        write(root / f"FACS/{subject}/001/{subject}_001_00000002_facs.txt",
+              "   1.0000000e+00   4.0000000e+00\n   2.0000000e+00   4.0000000e+00\n"
+              "   2.6000000e+01   0.0000000e+00\n   2.7000000e+01   3.0000000e+00\n")
+    out = tmp_path / "build"
+    assert main(["build", "--no-progress", "--source", f"ckplus:{root},name=ckplus,neutral_first_frame=true",
+                 "-o", str(out)]) == 0  # 0 = the build passed validation (GX suite + python checks)
+    rows = pa.concat_tables([pq.read_table(f) for f in sorted((out / "data").glob("*.parquet"))]).to_pylist()
+    peaks = [r for r in rows if r["au_label_source"] is not None]
+    firsts = [r for r in rows if r["au_label_source"] is None]
+    assert peaks and firsts
+    for r in peaks:
+        assert r["au_label_source"] == "corpus:ckplus" and r["au_source"] == "corpus:ckplus"
+        assert r["au_model_source"].startswith("model:") and len(r["au_model_intensity"]) == len(CODES)
+        assert r["au_present"] == r["au_label_present"] == ["AU1", "AU2", "AU26"]  # AU27 has no column
+        assert r["au_intensity"][CODES.index("AU1")] == 4.0 and r["emotion"] == "surprise"
+        assert r["emotion_source"] == "corpus:ckplus"
+    # The model did see other AUs on some peak frame: kept in its own columns, overruled in au_present.
+    assert any(set(r["au_model_present"]) - {"AU1", "AU2", "AU26"} for r in peaks)
+    for r in firsts:  # no corpus coding: the model's estimate, new columns null
+        assert r["au_source"].startswith("model:") and r["au_model_intensity"] is None
+        assert r["au_annotated"] is None and r["emotion"] == "neutral"

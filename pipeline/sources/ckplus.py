@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pipeline.record import Reject, SourceItem
 from pipeline.sources.au_labels import annotated_aus, au_code, intensity, occurrence_intensity
-from pipeline.sources.base import Source, SourceError, corpus_root
+from pipeline.sources.base import Source, SourceError, corpus_root, option_flag
 from pipeline.sources.labels import corpus_label_map
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -71,7 +71,7 @@ class CkPlusSource(Source):
             raise SourceError(f"source {self.name}: {images} not found (expected the CK+ release layout)")
         labels = corpus_label_map("ckplus")
         annotated = annotated_aus("ckplus")
-        neutral_first = bool(self.options.get("neutral_first_frame", False))
+        neutral_first = option_flag(self.options, "neutral_first_frame")
         for sequence in sorted(p for p in images.glob("*/*") if p.is_dir()):
             subject, take = sequence.parent.name, sequence.name
             rel_seq = sequence.relative_to(root).as_posix()

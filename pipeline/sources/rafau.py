@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pipeline.record import Reject, SourceItem
 from pipeline.sources.au_labels import annotated_aus, au_code, occurrence_intensity
-from pipeline.sources.base import Source, SourceError, corpus_root
+from pipeline.sources.base import Source, SourceError, corpus_root, option_flag
 
 LEVELS = {letter: float(i) for i, letter in enumerate("ABCDE", start=1)}
 TOKEN = re.compile(r"^(?P<code>[LRBT]?(?:AU)?\d+)(?P<level>[A-E])?$", re.IGNORECASE)
@@ -56,7 +56,7 @@ class RafAuSource(Source):
         label_file = next(iter(sorted(root.glob("**/RAFAU_label.txt"))), None)
         if label_file is None:
             raise SourceError(f"source {self.name}: RAFAU_label.txt not found under {root}")
-        aligned = bool(self.options.get("aligned", False))
+        aligned = option_flag(self.options, "aligned")
         image_dir = label_file.parent / ("aligned" if aligned else "original")
         annotated = annotated_aus("rafau")
         for number, line in enumerate(label_file.read_text().splitlines(), start=1):
