@@ -30,7 +30,10 @@ TAGS = ["facial-expression-recognition", "action-units", "facs", "emotion", "ins
 LIMITATIONS = [
     "AUs are measured, not annotated: they are derived from MediaPipe Face Landmarker blendshapes "
     "(ARKit-style, 0..1) through a hand-set mapping and thresholds (`schemas/blendshape_to_au.json`, "
-    "`schemas/au_thresholds.json`). They are not FACS-coder labels.",
+    "`schemas/au_thresholds.json`). They are not FACS-coder labels, except for rows from corpora that ship FACS "
+    "coding (CK+, DISFA, DISFA+, BP4D, RAF-AU): there `au_intensity`/`au_present` take the corpus coding for "
+    "the AUs it annotates (`au_annotated`) and the model estimate elsewhere; the two inputs stay in "
+    "`au_label_*` and `au_model_*`, and `au_source` names both (e.g. `corpus:ckplus+model:...`).",
     "AU6 (cheek raiser) and AU7 (lid tightener) both come from eyeSquint, so they are strongly correlated; "
     "MediaPipe's cheekSquint is near zero on real photos.",
     "AU9 (nose wrinkler, from noseSneer) is rarely activated by the network and is under-reported.",
