@@ -16,12 +16,11 @@ from pipeline.record import Instruction
 from pipeline.stages.base import Stage
 
 
-def problems_of(inst: Instruction, texts: dict[int, str]) -> list[str]:
-    emotion = inst.sample.item.emotion
-    found: list[str] = []
-    for text in texts.values():
-        found += disagreements(text, emotion, list(inst.sample.au_present), inst.task)
-    return found
+def problems_of(inst: Instruction, conversation: list[dict[str, str]]) -> list[str]:
+    """What the verifier finds wrong with the assistant side of a conversation, read as one answer (a
+    multi-turn conversation may state the emotion in its last turn only)."""
+    answer = "\n".join(t["content"] for t in conversation if t["role"] == "assistant")
+    return disagreements(answer, inst.sample.item.emotion, list(inst.sample.au_present), inst.task)
 
 
 class VerifyStage(Stage):
@@ -29,18 +28,19 @@ class VerifyStage(Stage):
 
     def run(self, inst: Instruction) -> Iterator[Instruction]:
         if inst.llm_status == "ok":
-            problems = problems_of(inst, inst.llm_answers)
+            candidate = [dict(t) for t in inst.conversations]
+            for i, text in inst.llm_answers.items():
+                candidate[i] = {"role": "assistant", "content": text}
+            problems = problems_of(inst, candidate)
             if problems:
                 inst.llm_status = "hallucinated"
                 inst.llm_detail = "; ".join(problems)[:300]
                 self.count("llm_hallucinated")
             else:
-                for i, text in inst.llm_answers.items():
-                    inst.conversations[i] = {"role": "assistant", "content": text}
+                inst.conversations = candidate
                 inst.text_source = "llm"
                 self.count("llm_grounded")
-        own = {i: t["content"] for i, t in enumerate(inst.conversations) if t["role"] == "assistant"}
-        problems = problems_of(inst, own)
+        problems = problems_of(inst, inst.conversations)
         inst.grounding_verdict = "ungrounded" if problems else "grounded"
         if problems:
             self.count("ungrounded")
