@@ -89,7 +89,7 @@ def test_endpoint_failing_mid_run_falls_back_or_stops_cleanly(tmp_path, key) -> 
         before = len(server.requests)
         assert build(tmp_path / "stopped", server, cache, "--set", "llm.on_error=stop") == 0
         resumed = rows(tmp_path / "stopped")
-        assert {r["llm_status"] for r in resumed} == {"ok"}
+        assert {r["llm_status"] for r in resumed} - {None} == {"ok"}  # None: a task not sent to the LLM
         assert len(server.requests) - before == len(list(cache.rglob("*.json"))) - cached
 
 

@@ -139,5 +139,7 @@ def test_every_build_has_its_card(tmp_path: Path) -> None:
     assert f"**{counts['inputs']} inputs = {counts['accepted_inputs']} accepted + " in body
     assert manifest["versions"]["params_hash"] in body
     # The card's configs are what `datasets` uses when it loads the folder.
-    ds = datasets.load_dataset(str(out))
+    # Own cache: `datasets` caches a folder-with-card by its name and card, not its files' times, so a
+    # folder named "build" from an earlier run would be served stale.
+    ds = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf-cache"))
     assert {s: ds[s].num_rows for s in ds} == counts["rows_by_split"]
