@@ -29,11 +29,11 @@ schemas/emotions.json "mentions", AU names from schemas/au_vocabulary.csv):
 Policy for mentions that are not assertions (chosen to keep the dataset safe):
 
 * In a question (sentence ending in "?"): ignored; a question asserts nothing.
-* In a generic statement ("typically", "usually", "is associated with", "a marker of",
-  "prototypical of"): ignored; knowledge about emotions in general ("a happy face typically shows
+* In a generic or conditional statement ("typically", "usually", "is associated with", "a marker
+  of", "prototypical of", "if", "unless"): ignored; knowledge about emotions in general ("a happy face typically shows
   AU6 and AU12") is not a claim about this face, even when negated ("none of these is a typical
   marker of sadness").
-* Hedged ("might", "could be mistaken for", "possibly", "whether", "if", "little evidence for"):
+* Hedged ("might", "could be mistaken for", "possibly", "whether", "little evidence for"):
   recorded as hedged, neither affirmed nor denied. `verify` treats a hedge as a weak claim: a
   hedged AU that is not present is ungrounded; a hedged emotion other than the label is ungrounded
   unless the text also affirms the label (an honest "could be mistaken for fear, but it is

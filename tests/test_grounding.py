@@ -4,9 +4,21 @@ judged grounded."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from pipeline.grounding import Claims, extract_claims, verify
+from pipeline.templating import EXAMPLE_CONTEXTS, TemplateLibrary, build_context
+from pipeline.vocabulary import load_au_vocabulary
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from benchmarks.verifier_eval import confusion, load_fixture, scores  # noqa: E402
+from tests.test_render import varied_samples  # noqa: E402
 
 
 def claims(text: str) -> Claims:
@@ -77,3 +89,58 @@ def test_verify_rules() -> None:
     assert not verify("She looks angry.", None, [], "fe_recognition").grounded
     assert verify("Her brows are raised.", None, ["AU2"]).grounded  # "raised brows": AU1 or AU2
     assert not verify("Her brows are raised.", None, ["AU4"]).grounded
+
+
+# ----------------------------------------------------------------------------- evaluation set
+
+
+def test_precision_and_recall_on_the_fixture_set() -> None:
+    """Ungrounded = positive class. Measured on 169 hand-written texts: precision 0.987, recall 0.987."""
+    rows = load_fixture()
+    assert len(rows) >= 150
+    assert 0.35 <= sum(not r["grounded"] for r in rows) / len(rows) <= 0.65  # roughly balanced
+    precision, recall, _ = scores(confusion(rows))
+    assert precision >= 0.9 and recall >= 0.9, (precision, recall)
+
+
+def test_every_template_output_is_grounded() -> None:
+    library = TemplateLibrary(ROOT / "templates")
+    vocab = load_au_vocabulary(ROOT / "schemas" / "au_vocabulary.csv")
+    contexts = [build_context(s, vocab) for s in varied_samples(60)] + [dict(c) for c in EXAMPLE_CONTEXTS]
+    checked = 0
+    for task in library.tasks:
+        n_q, n_a = library.counts(task)
+        for context in contexts:
+            if "emotion" in library.requires(task) and context["emotion"] is None:
+                continue
+            for a in range(n_a):
+                _, conv = library.render_choice(task, context, 0, a)
+                verdict = verify(conv[1]["content"], context["emotion"], context["au_codes"], task)
+                assert verdict.grounded, (task, a, verdict.reasons, conv[1]["content"])
+                checked += 1
+    assert checked > 500
+
+
+# ----------------------------------------------------------------------------- properties
+
+_CODES = [row["code"] for row in load_au_vocabulary(ROOT / "schemas" / "au_vocabulary.csv")]
+_GROUNDED = [r for r in load_fixture() if r["grounded"]]
+
+
+@settings(max_examples=150, deadline=None)
+@given(row=st.sampled_from(_GROUNDED), code=st.sampled_from(_CODES), form=st.sampled_from(
+    ["{c} is not active.", "There is no {c}.", "{c} is absent.", "No, {c} is not present on this face."]))
+def test_denying_an_absent_au_keeps_a_text_grounded(row: dict, code: str, form: str) -> None:
+    assume(code not in row["au_present"])
+    text = row["text"] + "\n" + form.format(c=code)
+    assert verify(text, row["emotion"], row["au_present"], row["task"]).grounded
+
+
+@settings(max_examples=150, deadline=None)
+@given(row=st.sampled_from(_GROUNDED), code=st.sampled_from(_CODES), form=st.sampled_from(
+    ["{c} is active.", "I can also see {c}.", "In addition, {c} is present."]))
+def test_affirming_an_absent_au_makes_a_text_ungrounded(row: dict, code: str, form: str) -> None:
+    assume(code not in row["au_present"])
+    text = row["text"] + "\n" + form.format(c=code)
+    verdict = verify(text, row["emotion"], row["au_present"], row["task"])
+    assert not verdict.grounded and any(code in r for r in verdict.reasons)
