@@ -46,10 +46,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 from pipeline.config import PROJECT_ROOT
 from pipeline.sources.labels import canonical_emotions, emotion_mentions
@@ -106,7 +105,6 @@ class _Lexicon:
     max_cue_len: int
     negation_words: frozenset[str]
     tasks_stating_emotion: frozenset[str]
-    raw: dict[str, Any] = field(repr=False)
 
 
 def _words(phrase: str) -> tuple[str, ...]:
@@ -148,7 +146,6 @@ def _lexicon(lexicon_path: str = str(LEXICON_FILE), vocabulary_path: str = str(A
         max_cue_len=max(len(k) for k in cues),
         negation_words=negation_words,
         tasks_stating_emotion=frozenset(data["tasks_stating_emotion"]),
-        raw=data,
     )
 
 
@@ -392,6 +389,8 @@ def _framed(clause: list[_Token], i: int) -> bool:
 
 def extract_claims(text: str) -> Claims:
     """The emotions and AUs that `text` affirms, denies or hedges (see the module docstring)."""
+    if not isinstance(text, str):
+        raise TypeError(f"extract_claims needs a str, got {type(text).__name__}")
     lex = _lexicon()
     sets: dict[str, set[str]] = {
         k: set() for k in ("affirmed_emotions", "denied_emotions", "affirmed_aus", "denied_aus",

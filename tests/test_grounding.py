@@ -146,3 +146,9 @@ def test_affirming_an_absent_au_makes_a_text_ungrounded(row: dict, code: str, fo
     text = row["text"] + "\n" + form.format(c=code)
     verdict = verify(text, row["emotion"], row["au_present"], row["task"])
     assert not verdict.grounded and any(code in r for r in verdict.reasons)
+
+
+def test_non_text_is_a_clear_error() -> None:
+    with pytest.raises(TypeError, match="needs a str"):
+        verify(None, "happiness", [])  # type: ignore[arg-type]
+    assert verify("", "happiness", [], "fe_recognition").reasons == ("does not state the label happiness",)
