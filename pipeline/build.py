@@ -6,6 +6,7 @@ so a reader never sees a half-written build.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -20,10 +21,13 @@ from apache_beam.io.parquetio import WriteToParquet
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import __version__
-from pipeline.config import Config
+from pipeline.config import Config, ConfigError
+from pipeline.errors import LLMStopped, PipelineFailed
 from pipeline.io.manifest import summarize, write_manifest
 from pipeline.io.rows import instruction_row, reject_row
 from pipeline.io.schema import arrow_schema, schema_version
+from pipeline.llm.batch import merge_request_files
+from pipeline.llm.prompts import PromptBook
 from pipeline.models.files import resolve_model
 from pipeline.progress import CountProgress, ProgressDisplay
 from pipeline.record import Reject, SourceItem
@@ -32,13 +36,15 @@ from pipeline.sources import make_source
 from pipeline.splits import assign_split, unit_hash
 from pipeline.stages.align import AlignStage
 from pipeline.stages.au import AUStage, BlendshapeAUMapping
-from pipeline.stages.base import REJECTS
+from pipeline.stages.base import REJECTS, describe
 from pipeline.stages.blendshapes_torch import TorchBlendshapesStage
 from pipeline.stages.decode import DecodeStage
 from pipeline.stages.dedup import DedupStage
 from pipeline.stages.detect import DetectStage
+from pipeline.stages.llm import LLMStage
 from pipeline.stages.render import RenderStage
 from pipeline.stages.synergy import Prototypes, SynergyStage
+from pipeline.stages.verify import VerifyStage
 from pipeline.templating import TemplateLibrary
 
 log = logging.getLogger(__name__)
@@ -123,6 +129,7 @@ def build(config: Config, progress: bool = True, validate: bool = True) -> Build
         config.resolve(config.au.vocabulary), config.resolve("schemas/blendshapes.json"),
     )
     prototypes = Prototypes.load(config.resolve(config.synergy.prototypes))
+    check_llm(config)
     detector_version = f"mediapipe-face-landmarker@{landmarker_file.sha256[:12]}"
     blendshape_model = (detector_version if config.au.backend == "mediapipe"
                         else f"torch-blendshapes@{landmarker_file.sha256[:12]}")
@@ -178,6 +185,11 @@ def build(config: Config, progress: bool = True, validate: bool = True) -> Build
         RenderStage(config.render, config.resolve(config.render.templates_dir), config.resolve(config.au.vocabulary)),
         stage_rejects,
     )
+    if config.llm.enabled:
+        instructions = (instructions
+                        | "BatchForLLM" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.llm.batch_size)
+                        | "LLM" >> beam.ParDo(llm_stage(config, staging)))
+    instructions = _then(instructions, "Verify", VerifyStage(), stage_rejects)
     split_cfg = config.split
     rows = instructions | "ToRows" >> beam.Map(
         lambda inst: instruction_row(inst, assign_split(inst.sample, split_cfg), versions)
@@ -198,9 +210,20 @@ def build(config: Config, progress: bool = True, validate: bool = True) -> Build
         )
     )
     with ProgressDisplay(progress_dir, total=len(items), enabled=progress):
-        result = p.run()
-        result.wait_until_finish()
+        try:
+            result = p.run()
+            result.wait_until_finish()
+        except Exception as exc:
+            # Beam re-raises a worker's exception wrapped in its own; say plainly why the build stopped.
+            if LLMStopped.__name__ in str(exc):
+                raise LLMStopped(f"build stopped: the LLM endpoint failed and llm.on_error is 'stop'; "
+                                 f"responses received so far are cached in {config.resolve(config.llm.cache_dir)}"
+                                 ) from exc
+            raise PipelineFailed(f"the pipeline failed ({describe(exc)[:500]}); nothing was published"
+                                 + (f", {out_dir} is unchanged" if out_dir.exists() else "")
+                                 + f"; partial output left in {staging}") from exc
     shutil.rmtree(progress_dir, ignore_errors=True)
+    llm_summary = summarize_llm(config, staging)
 
     input_keys = [(i.source, i.source_item, i.frame_index) for i in items]
     input_keys += [(r.source, r.source_item, r.frame_index) for r in read_rejects]
@@ -211,6 +234,7 @@ def build(config: Config, progress: bool = True, validate: bool = True) -> Build
         "counts": {**summarize(staging, input_keys),
                    "labelled_inputs_by_emotion": dict(sorted(Counter(i.emotion for i in items if i.emotion).items()))},
         "stage_counters": stage_counters(result),
+        **({"llm": llm_summary} if llm_summary else {}),
         "versions": versions,
         "models": {"face_landmarker": {"path": landmarker_file.path.name, "sha256": landmarker_file.sha256}},
         "au_vocabulary": mapping.codes,
@@ -239,6 +263,60 @@ def build(config: Config, progress: bool = True, validate: bool = True) -> Build
         report.result_path = out_dir / "validation" / report.result_path.name
         report.html_path = out_dir / "validation" / report.html_path.name
     return BuildResult(out_dir, manifest, time.monotonic() - started, report)
+
+
+def check_llm(config: Config) -> None:
+    """Fail before any worker starts when the LLM stage cannot work: unknown tasks, a broken prompt
+    file, or (online) no API key in the environment variable named by llm.api_key_env."""
+    llm = config.llm
+    if not llm.enabled:
+        return
+    PromptBook(config.resolve(llm.prompts))
+    library_tasks = set(TemplateLibrary(config.resolve(config.render.templates_dir)).tasks)
+    unknown = sorted(set(llm.tasks) - library_tasks)
+    if unknown:
+        raise ConfigError(f"llm.tasks names tasks without templates: {unknown}")
+    if llm.mode == "online" and not os.environ.get(llm.api_key_env):
+        raise ConfigError(f"llm.enabled is true but the environment variable {llm.api_key_env} (llm.api_key_env) "
+                          "is not set; export the API key there (any non-empty value for a local server)")
+
+
+def llm_stage(config: Config, staging: Path) -> LLMStage:
+    llm = config.llm
+    # Each worker process gets its share, so all workers together never exceed llm.max_concurrency.
+    workers = config.runner.num_workers if config.runner.runner == "DirectRunner" else 1
+    return LLMStage(
+        llm, str(config.resolve(llm.prompts)), str(config.resolve(config.au.vocabulary)),
+        str(config.resolve(llm.cache_dir)), str(staging / "_llm_budget.json"), str(staging / "_llm_batch"),
+        concurrency=max(1, llm.max_concurrency // max(1, workers)),
+    )
+
+
+def summarize_llm(config: Config, staging: Path) -> dict[str, Any]:
+    """LLM figures for the manifest (hallucination rate from the written rows) and the merged Batch-API
+    request file when the build ran in batch-export mode."""
+    if not config.llm.enabled:
+        return {}
+    from pipeline.io.manifest import read_columns
+
+    rows = read_columns(staging / "data", ["llm_status", "text_source"])
+    status = Counter(rows.column("llm_status").to_pylist()) if rows is not None else Counter()
+    answered = status["ok"] + status["hallucinated"]
+    summary: dict[str, Any] = {
+        "model": config.llm.model,
+        "mode": config.llm.mode,
+        "rows_by_llm_status": {str(k): v for k, v in sorted(status.items(), key=lambda kv: str(kv[0]))},
+        "hallucination_rate": round(status["hallucinated"] / answered, 4) if answered else None,
+    }
+    ledger = staging / "_llm_budget.json"
+    if ledger.exists():
+        summary["budget"] = {**json.loads(ledger.read_text() or "{}"), "limit": config.llm.budget_tokens}
+        ledger.unlink()
+    batch_dir = staging / "_llm_batch"
+    if batch_dir.exists():
+        summary["batch_requests"] = merge_request_files(batch_dir.glob("*.jsonl"), staging / "llm_batch_requests.jsonl")
+        shutil.rmtree(batch_dir)
+    return summary
 
 
 def stage_counters(result) -> dict[str, dict[str, int]]:

@@ -41,12 +41,17 @@ def load_faces(builds: list[Path]) -> tuple[list[str], list[str], np.ndarray]:
         elif codes != list(manifest["au_vocabulary"]):
             raise ValueError(f"{build}: AU vocabulary differs from the first build's")
         files = sorted((Path(build) / "data").glob("*.parquet"))
-        table = pa.concat_tables(pq.read_table(f, columns=["face_id", "emotion", "au_intensity"]) for f in files)
+        # Builds made before corpus AU labels have no au_model_intensity column.
+        model = bool(files) and "au_model_intensity" in pq.read_schema(files[0]).names
+        columns = ["face_id", "emotion", "au_intensity", *(["au_model_intensity"] if model else [])]
+        table = pa.concat_tables(pq.read_table(f, columns=columns) for f in files)
         for row in table.to_pylist():
             if row["emotion"] and row["face_id"] not in seen:  # rows are per (face, task): one per face
                 seen.add(row["face_id"])
                 emotions.append(row["emotion"])
-                rows.append(row["au_intensity"])
+                # Thresholds apply to the model's estimate: where a corpus coded the AUs, au_intensity is the
+                # corpus coding and the estimate sits in au_model_intensity.
+                rows.append(row["au_model_intensity"] if model and row["au_model_intensity"] else row["au_intensity"])
     if codes is None:
         raise ValueError("no builds given")
     return codes, emotions, np.asarray(rows, dtype=np.float32).reshape(len(rows), len(codes))

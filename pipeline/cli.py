@@ -78,8 +78,59 @@ def cmd_build(args) -> int:
     counts = result.manifest["counts"]
     print(f"built {result.out_dir}: {counts['inputs']} inputs = {counts['accepted_inputs']} accepted + "
           f"{counts['rejected_inputs']} rejected; {counts['rows']} rows in {result.seconds:.1f}s")
+    llm = result.manifest.get("llm")
+    if llm:
+        rate = llm["hallucination_rate"]
+        print(f"llm {llm['model']} ({llm['mode']}): rows by status {llm['rows_by_llm_status']}; hallucination rate "
+              f"{'n/a' if rate is None else f'{rate:.1%}'}"
+              + (f"; {llm['batch_requests']} requests in llm_batch_requests.jsonl" if "batch_requests" in llm else ""))
     if result.validation is not None:
         _print_validation(result.validation)
+    return EXIT_OK
+
+
+def cmd_llm(args) -> int:
+    from pipeline.config import load_config
+    from pipeline.llm.batch import import_results
+    from pipeline.llm.cache import ResponseCache
+
+    config = load_config(args.params, args.set or [])
+    if not Path(args.results).is_file():
+        raise FileNotFoundError(f"no Batch-API results file at {args.results}")
+    cache_dir = config.resolve(args.cache_dir or config.llm.cache_dir)
+    counts = import_results(Path(args.results), ResponseCache(cache_dir))
+    print(f"imported into {cache_dir}: {counts}")
+    return EXIT_OK if counts.get("imported") else EXIT_FAILED
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser(
+        "export", help="write a build's rows as LLaVA JSON, ShareGPT JSONL, OpenAI chat JSONL or HF Parquet",
+        description="Export a build to a trainer format. llava: SPLIT.json + images/; sharegpt: SPLIT.jsonl + "
+                    "images/ + dataset_info.json (LLaMA-Factory); openai: SPLIT.jsonl with base64 images (+ "
+                    "SPLIT.metadata.jsonl with the labels); hf: data/SPLIT-*.parquet with messages + images "
+                    "columns (TRL SFTTrainer layout). Rows exported per split are counted against the shards "
+                    "and written to OUTPUT/export_manifest.json.")
+    p.add_argument("dir", type=Path, help="build folder (with manifest.json and data/)")
+    p.add_argument("--format", "-f", required=True, choices=["llava", "sharegpt", "openai", "hf"],
+                   help="target format")
+    p.add_argument("--output", "-o", type=Path, required=True,
+                   help="export folder (outside the build; an earlier export there is replaced)")
+    p.add_argument("--split", help="comma-separated splits to export (default: all in the build)")
+    p.add_argument("--images", choices=["copy", "none"], default="copy",
+                   help="llava/sharegpt: write the crops to OUTPUT/images (copy, default) or only reference them")
+    p.add_argument("--limit", type=int, help="export at most N rows per split")
+
+
+def cmd_export(args) -> int:
+    from pipeline.export import export
+
+    splits = [s for s in args.split.split(",") if s] if args.split else None
+    result = export(args.dir, args.format, args.output, splits=splits, images=args.images, limit=args.limit)
+    for split, c in result["splits"].items():
+        print(f"{split}: {c['rows_exported']} rows exported ({c['rows_in_shards']} in the shards)")
+    print(f"{result['format']} export written to {args.output} ({result['image_files']} image files); "
+          f"see {args.output / 'export_manifest.json'}")
     return EXIT_OK
 
 
@@ -237,6 +288,14 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("dir", type=Path, help="build folder")
     r.add_argument("--output", type=Path, default=None, help="HTML path (default: DIR/report/report.html)")
     r.add_argument("--samples", type=int, default=12, help="sample faces shown with their conversations")
+    lm = sub.add_parser("llm", help="LLM stage tools: import-batch loads Batch-API results into the response cache")
+    lsub = lm.add_subparsers(dest="llm_command", required=True)
+    ib = lsub.add_parser("import-batch", help="store the results of a Batch-API job (output JSONL) in the cache, "
+                         "so the next build sends no request for them")
+    ib.add_argument("results", help="the Batch-API output file (JSONL: custom_id, response.body)")
+    ib.add_argument("--params", help="params.yaml (for llm.cache_dir); default ./params.yaml or the project's")
+    ib.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a param")
+    ib.add_argument("--cache-dir", help="cache folder (default: llm.cache_dir)")
     sub.add_parser("sources", help="list the source adapters (built-in and registered), one line each")
     c = sub.add_parser("calibrate", help="choose per-AU occurrence thresholds from labelled builds",
                        description=(__import__("pipeline.calibrate").calibrate.__doc__ or "").split("\n\n")[1])
@@ -247,6 +306,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--params", type=Path, default=None, help="params file naming the emotion prototypes")
     _add_train(sub)
     _add_evaluate(sub)
+    _add_export(sub)
     return top
 
 
@@ -256,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     from pipeline.config import ConfigError
+    from pipeline.errors import LLMStopped, PipelineFailed
+    from pipeline.export import ExportError
     from pipeline.io.manifest import AccountingError
     from pipeline.models.files import ModelFileError
     from pipeline.sources import SourceError
@@ -263,10 +325,10 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers = {"build": cmd_build, "validate": cmd_validate, "inspect": cmd_inspect, "report": cmd_report,
                 "train": cmd_train, "evaluate": cmd_evaluate, "sources": cmd_sources,
-                "calibrate": cmd_calibrate}
+                "calibrate": cmd_calibrate, "llm": cmd_llm, "export": cmd_export}
     try:
         return handlers[args.command](args)
-    except (ConfigError, SourceError, TemplateError, FileExistsError) as exc:
+    except (ConfigError, SourceError, TemplateError, FileExistsError, ExportError) as exc:
         print(f"fea {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (ModelFileError, FileNotFoundError) as exc:
@@ -274,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_MISSING
     except AccountingError as exc:
         print(f"fea {args.command}: accounting error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except (LLMStopped, PipelineFailed) as exc:
+        print(f"fea {args.command}: {exc}", file=sys.stderr)
         return EXIT_FAILED
 
 

@@ -112,6 +112,37 @@ class RenderConfig(Section):
         return mix
 
 
+class LLMConfig(Section):
+    """The optional LLM stage: rewrite answers or write reasoning from the labels, through any
+    OpenAI-compatible endpoint. The API key is read from the environment variable *named* here,
+    never from params (params are hashed, logged and versioned)."""
+
+    enabled: bool = False
+    base_url: str | None = Field(default=None, description="e.g. http://localhost:8000/v1; None = OpenAI's")
+    model: str = "gpt-4o-mini"
+    api_key_env: str = Field(default="OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    tasks: dict[str, Literal["rewrite", "reason"]] = Field(
+        default_factory=lambda: {"description": "rewrite", "au_to_fe_reasoning": "reason"},
+        description="task -> rewrite (say the template answer in natural language) | reason "
+        "(write evidence -> inference -> answer from the labels); other tasks keep template text")
+    prompts: str = "templates/llm/prompts.yaml"
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    max_tokens: int = Field(default=300, ge=1)
+    seed: int = 0
+    max_concurrency: int = Field(default=8, ge=1, description="requests in flight at once, all workers together")
+    batch_size: int = Field(default=32, ge=1, description="instructions handed to one worker call")
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=3, ge=0, description="retries with backoff on 429, 5xx and timeouts")
+    cache_dir: str = Field(default=".fea_cache/llm", description="responses by request hash; a re-run is free")
+    budget_tokens: int | None = Field(default=None, ge=1, description="stop requesting after this many tokens")
+    on_error: Literal["fallback", "stop"] = Field(
+        default="fallback", description="endpoint failure after retries: keep the template text and mark the "
+        "row (fallback), or stop the build (stop; responses so far stay cached)")
+    mode: Literal["online", "batch-export"] = Field(
+        default="online", description="batch-export: write uncached requests as Batch-API JSONL instead of "
+        "calling the endpoint (fea llm import-batch loads the results into the cache)")
+
+
 class SplitConfig(Section):
     seed: int = 0
     ratios: dict[str, float] = Field(default_factory=lambda: {"train": 0.9, "test": 0.1})
@@ -149,6 +180,7 @@ class Config(Section):
     synergy: SynergyConfig = Field(default_factory=SynergyConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     render: RenderConfig = Field(default_factory=RenderConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
@@ -172,7 +204,11 @@ class Config(Section):
 
     def params_hash(self) -> str:
         """Hash of everything that shapes the output (not where it is written)."""
-        data = self.model_dump(mode="json", by_alias=True, exclude={"base_dir", "runner", "output"})
+        data = self.model_dump(mode="json", by_alias=True, exclude={
+            "base_dir": True, "runner": True, "output": True,
+            # How the LLM is reached, not what it is asked: these do not change the rows.
+            "llm": {"max_concurrency", "batch_size", "timeout_s", "max_retries", "cache_dir", "on_error"},
+        })
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

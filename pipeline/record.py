@@ -26,6 +26,12 @@ class SourceItem:
     frame_index: int | None = None  # for frames sampled from a video
     meta: dict[str, Any] = field(default_factory=dict)
     data: bytes | None = None  # encoded image bytes, for corpora that store pixels in a table (FER2013, HF)
+    # FACS coding shipped with the corpus (CK+, DISFA, BP4D, RAF-AU): code ("AU12") -> intensity on the 0-5
+    # scale (1..5 = A..E, 0 = coded absent); see schemas/corpus_au.json. None: the corpus codes no AUs.
+    au_labels: dict[str, float] | None = None
+    # The AUs the corpus codes for this item (an AU outside it is unknown, not absent; BP4D codes 12).
+    # None together with au_labels = full FACS coding: every AU not listed in au_labels is absent.
+    au_annotated: list[str] | None = None
 
     @property
     def key(self) -> str:
@@ -59,6 +65,16 @@ class Sample:
     au_intensity: np.ndarray | None = None  # aligned to the AU vocabulary
     au_present: list[str] = field(default_factory=list)
     au_source: str = ""
+    # au_intensity/au_present/au_source above are the *effective* AUs (what synergy and templates use). For an
+    # item with corpus AU labels they are the corpus coding where annotated and the model estimate elsewhere;
+    # the two inputs are kept below. Without corpus labels these stay None and the effective AUs are the model's.
+    au_model_intensity: np.ndarray | None = None
+    au_model_present: list[str] | None = None
+    au_model_source: str | None = None
+    au_label_intensity: list[float | None] | None = None  # vocabulary-aligned; None where not annotated
+    au_label_present: list[str] | None = None
+    au_label_source: str | None = None
+    au_annotated: list[str] | None = None  # vocabulary AUs the corpus annotates for this item
     fe_au_consistency: float | None = None
     evidence_aus: list[str] = field(default_factory=list)
     fe_au_conflict: bool = False
@@ -95,6 +111,14 @@ class Instruction:
     task: str
     template_id: str
     conversations: list[dict[str, str]]  # [{"role": "user"|"assistant", "content": ...}], <image> once
+    # Filled by the LLM stage (when the task is sent to an LLM) and the verify stage.
+    llm_answers: dict[int, str] = field(default_factory=dict)  # conversation index -> LLM text
+    llm_status: str | None = None  # None (not sent) | ok | hallucinated | failed | budget_exhausted | pending_batch
+    llm_model: str | None = None
+    llm_detail: str | None = None  # why the LLM text is not used
+    text_source: str = "template"  # template | llm: where the assistant text in `conversations` comes from
+    grounding_verdict: str | None = None  # grounded | ungrounded: the verifier on the final text
+    grounding_reason: str | None = None  # what the verifier found wrong with the final text
 
     @property
     def sample_id(self) -> str:

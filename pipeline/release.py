@@ -30,7 +30,10 @@ TAGS = ["facial-expression-recognition", "action-units", "facs", "emotion", "ins
 LIMITATIONS = [
     "AUs are measured, not annotated: they are derived from MediaPipe Face Landmarker blendshapes "
     "(ARKit-style, 0..1) through a hand-set mapping and thresholds (`schemas/blendshape_to_au.json`, "
-    "`schemas/au_thresholds.json`). They are not FACS-coder labels.",
+    "`schemas/au_thresholds.json`). They are not FACS-coder labels, except for rows from corpora that ship FACS "
+    "coding (CK+, DISFA, DISFA+, BP4D, RAF-AU): there `au_intensity`/`au_present` take the corpus coding for "
+    "the AUs it annotates (`au_annotated`) and the model estimate elsewhere; the two inputs stay in "
+    "`au_label_*` and `au_model_*`, and `au_source` names both (e.g. `corpus:ckplus+model:...`).",
     "AU6 (cheek raiser) and AU7 (lid tightener) both come from eyeSquint, so they are strongly correlated; "
     "MediaPipe's cheekSquint is near zero on real photos.",
     "AU9 (nose wrinkler, from noseSneer) is rarely activated by the network and is under-reported.",
@@ -61,6 +64,7 @@ def write_dataset_card(out_dir: Path | str) -> Path:
         *_accounting(stats),
         *_labels(stats),
         *_aus(stats),
+        *_texts(stats),
         *_versions(manifest),
         *_limitations(stats),
     ])
@@ -226,6 +230,24 @@ def _versions(manifest: dict[str, Any]) -> list[str]:
             *_table(["what", "version"], rows),
             "`params_hash` identifies every parameter of the build (`manifest.json` holds them all); "
             "two builds with the same hash and versions contain the same rows.", ""]
+
+
+def _texts(stats: BuildStats) -> list[str]:
+    """Where the answers come from and how they were checked: a trainer should know what is LLM-written."""
+    c, llm = stats.counts, stats.manifest.get("llm")
+    sources = c.get("rows_by_text_source") or {}
+    lines = ["## Answer texts and their checks", "",
+             "Every assistant turn is rendered from templates (`templates/`) or, when an LLM was used, written "
+             "by it from the labels alone; either way the grounding verifier checked it against the labels "
+             "(no absent AU named, no present AU denied, no other emotion named). The row's `text_source`, "
+             "`llm_status` and `grounding_verdict` say which.", ""]
+    if sources:
+        lines += _table(["text source", "rows"], [[k, v] for k, v in sources.items()])
+    if llm:
+        rate = llm.get("hallucination_rate")
+        lines += [f"LLM `{llm.get('model')}`: {'no' if rate is None else f'{rate:.1%} of the'} LLM texts failed the "
+                  "check and were replaced by their template text.", ""]
+    return lines
 
 
 def build_limitations(stats: BuildStats) -> list[str]:

@@ -238,6 +238,13 @@ def _derive(table: pa.Table, shard_split: str) -> pd.DataFrame:
     frame["au_intensity_max"] = [max(v) if v and None not in v else None for v in au]
     frame["au_intensity_min"] = frame["au_intensity_min"].astype("float64")
     frame["au_intensity_max"] = frame["au_intensity_max"].astype("float64")
+    for col in ("au_model_intensity", "au_label_intensity"):
+        values = table.column(col).to_pylist() if col in table.column_names else [None] * n
+        frame[f"{col}_len"] = pd.array([None if v is None else len(v) for v in values], dtype="Int64")
+        # au_label_intensity holds null for AUs the corpus does not code: range over the coded ones.
+        coded = [None if v is None else [x for x in v if x is not None] for v in values]
+        frame[f"{col}_min"] = pd.array([min(v) if v else None for v in coded], dtype="Float64").astype("float64")
+        frame[f"{col}_max"] = pd.array([max(v) if v else None for v in coded], dtype="Float64").astype("float64")
     blend = table.column("blendshapes").to_pylist() if "blendshapes" in table.column_names else [None] * n
     frame["blendshapes_len"] = pd.array([None if v is None else len(v) for v in blend], dtype="Int64")
     return frame
@@ -438,13 +445,46 @@ def _vocabulary_check(frame: pd.DataFrame, vocab: list[str]) -> Check:
         wrong = int((frame["au_intensity_len"].fillna(-1) != len(vocab)).sum())
         if wrong:
             problems.append(f"{wrong} row(s) with au_intensity length != {len(vocab)}")
-    for col in ("au_present", "evidence_aus"):
+    for col in ("au_model_intensity_len", "au_label_intensity_len"):
+        if col in frame.columns:
+            wrong = int(((frame[col] != len(vocab)) & frame[col].notna()).sum())
+            if wrong:
+                problems.append(f"{wrong} row(s) with {col.removesuffix('_len')} length != {len(vocab)}")
+    for col in ("au_present", "evidence_aus", "au_model_present", "au_label_present", "au_annotated"):
         if col in frame.columns:
             unknown = Counter(a for v in frame[col] if v is not None for a in v if a not in known)
             if unknown:
                 problems.append(f"{col} outside vocabulary: {dict(unknown.most_common(5))}")
+    problems += _corpus_au_problems(frame)
     detail = "; ".join(problems) if problems else f"{len(vocab)} AUs; vectors and AU lists consistent"
     return Check("au_vocabulary", not problems, detail)
+
+
+def _corpus_au_problems(frame: pd.DataFrame) -> list[str]:
+    """Rows with corpus AU labels: the corpus wins where it annotates, and the label columns agree."""
+    needed = {"au_present", "au_label_present", "au_annotated", "au_model_present", "au_label_source"}
+    if not needed <= set(frame.columns):
+        return []
+    problems: list[str] = []
+    labelled = frame[frame["au_label_source"].notna()]
+    partial = frame[frame["au_label_source"].isna() & (frame["au_label_present"].notna()
+                                                      | frame["au_annotated"].notna()
+                                                      | frame["au_model_present"].notna())]
+    if len(partial):
+        problems.append(f"{len(partial)} row(s) with corpus/model AU columns but no au_label_source")
+    wrong = 0
+    for present, label, annotated, model in zip(labelled["au_present"], labelled["au_label_present"],
+                                                labelled["au_annotated"], labelled["au_model_present"], strict=True):
+        if label is None or annotated is None or model is None:
+            wrong += 1
+            continue
+        scope = set(annotated)
+        expected = set(label) | {a for a in model if a not in scope}
+        if not set(label) <= scope or set(present) != expected:
+            wrong += 1
+    if wrong:
+        problems.append(f"{wrong} row(s) whose au_present is not corpus-where-annotated + model elsewhere")
+    return problems
 
 
 def _manifest_checks(

@@ -58,3 +58,16 @@ def test_too_little_support_keeps_defaults(tmp_path: Path) -> None:
     result = calibrate([synthetic_build(tmp_path / "b", n=8)], PROTOTYPES, min_support=10)
     assert set(result["uncalibrated"]) == set(CODES)
     assert all(v == 1.0 for v in result["thresholds"].values())
+
+
+def test_calibrates_the_model_estimate_not_corpus_au_labels(tmp_path: Path) -> None:
+    """Where a corpus coded the AUs, au_intensity is its coding; thresholds must come from au_model_intensity."""
+    plain = calibrate([synthetic_build(tmp_path / "plain")], PROTOTYPES, min_support=5)
+    build = synthetic_build(tmp_path / "coded")
+    shard = build / "data" / "train-00000-of-00001.parquet"
+    rows = pq.read_table(shard).to_pylist()
+    for row in rows:  # corpus coding: every AU at 5 (would make every threshold useless)
+        row["au_model_intensity"], row["au_intensity"] = row["au_intensity"], [5.0] * len(CODES)
+    pq.write_table(pa.Table.from_pylist(rows), shard)
+    coded = calibrate([build], PROTOTYPES, min_support=5)
+    assert coded["thresholds"] == plain["thresholds"] and coded["balanced_accuracy"]["AU12"] == 1.0

@@ -18,9 +18,9 @@ from pipeline.report import write_report
 from pipeline.report.stats import load_stats
 
 VOCAB = ["AU1", "AU2", "AU4", "AU6", "AU12", "AU25"]
-SECTIONS = ["Summary", "Rejects", "Emotion distribution", "AU frequency", "Emotion × AU",
-            "FE-AU consistency", "Task mix", "Sample faces"]
-CHARTS = 5  # emotions, AU frequency, heatmap, consistency, task mix
+SECTIONS = ["Summary", "Rejects", "Emotion distribution", "AU frequency", "Emotion × AU", "AU co-occurrence",
+            "FE-AU consistency", "Per source", "Task mix", "Text grounding", "Sample faces"]
+CHARTS = 7  # emotions, AU frequency, emotion x AU, co-occurrence, consistency, per-source AU rates, task mix
 EVIL = 'Is this <script>alert("x")</script> a smile?'
 
 
@@ -31,9 +31,10 @@ def _jpeg(color: tuple[int, int, int]) -> bytes:
 
 
 def _row(face: str, item: str, split: str, emotion: str | None, aus: list[str], task: str,
-         question: str, answer: str, consistency: float | None = None, conflict: bool = False) -> dict:
+         question: str, answer: str, consistency: float | None = None, conflict: bool = False,
+         source: str = "synthetic") -> dict:
     return {
-        "sample_id": f"{face}-{task}", "face_id": face, "source": "synthetic", "source_item": item,
+        "sample_id": f"{face}-{task}", "face_id": face, "source": source, "source_item": item,
         "split": split, "frame_index": None, "emotion": emotion,
         "au_intensity": [2.0 if code in aus else 0.0 for code in VOCAB], "au_present": aus,
         "fe_au_consistency": consistency, "fe_au_conflict": conflict, "task": task,
@@ -81,7 +82,8 @@ def build(tmp_path: Path) -> Path:
              "Which AUs are active?", "AU6 and AU12.", 1.0),
         _row("faceB", "b.jpg", "train", "anger", ["AU12"], "fe_recognition",
              "What emotion is shown?", "Anger.", 0.0, True),
-        _row("faceC", "c.jpg", "test", None, ["AU1", "AU2"], "au_recognition", EVIL, "AU1 and AU2."),
+        _row("faceC", "c.jpg", "test", None, ["AU1", "AU2"], "au_recognition", EVIL, "AU1 and AU2.",
+             source="other"),
     ]
     rejects = [
         {"source": "synthetic", "source_item": "d.jpg", "stage": "detect", "reason": "no_face", "detail": ""},
@@ -103,6 +105,22 @@ def test_stats_are_per_face(build: Path) -> None:
     assert share[emotions.index("happiness")][codes.index("AU6")] == 1.0
     assert stats.mean_consistency() == pytest.approx(0.5)
     assert stats.conflict_rate() == pytest.approx(0.5)
+
+
+def test_cooccurrence_and_per_source(build: Path) -> None:
+    stats = load_stats(build)
+    codes, matrix = stats.au_cooccurrence()
+    assert codes == ["AU1", "AU2", "AU6", "AU12"]  # never-present AUs left out
+    m = {(a, b): matrix[i][j] for i, a in enumerate(codes) for j, b in enumerate(codes)}
+    assert m[("AU6", "AU12")] == 1.0  # every face with AU6 has AU12 (face A)
+    assert m[("AU12", "AU6")] == 0.5  # faces A and B have AU12, only A has AU6
+    assert m[("AU1", "AU12")] == 0.0 and all(m[(a, a)] == 1.0 for a in codes)
+    sources, au_codes, shares = stats.source_au_share()
+    assert sources == ["other", "synthetic"]
+    assert shares[0][au_codes.index("AU1")] == 1.0 and shares[1][au_codes.index("AU1")] == 0.0
+    assert shares[1][au_codes.index("AU12")] == 1.0
+    assert stats.consistency_by_source() == [("synthetic", "anger", 1, 0.0, 1.0),
+                                             ("synthetic", "happiness", 1, 1.0, 0.0)]
 
 
 def test_inspect_summary(build: Path) -> None:

@@ -12,6 +12,10 @@ def _round(values, digits: int = 2) -> list:
     return [[round(float(v), digits) for v in point] for point in values]
 
 
+def _vector(values, digits: int = 3) -> list | None:
+    return None if values is None else [None if v is None else round(float(v), digits) for v in values]
+
+
 def instruction_row(inst: Instruction, split: str, versions: dict[str, str]) -> dict[str, Any]:
     s = inst.sample
     item = s.item
@@ -44,6 +48,14 @@ def instruction_row(inst: Instruction, split: str, versions: dict[str, str]) -> 
         "au_intensity": [round(float(v), 3) for v in s.au_intensity],
         "au_present": list(s.au_present),
         "au_source": s.au_source,
+        # Set only for items with corpus AU labels (null otherwise: au_intensity is then the model's estimate).
+        "au_model_intensity": _vector(s.au_model_intensity),
+        "au_model_present": s.au_model_present,
+        "au_model_source": s.au_model_source,
+        "au_label_intensity": _vector(s.au_label_intensity),
+        "au_label_present": s.au_label_present,
+        "au_label_source": s.au_label_source,
+        "au_annotated": s.au_annotated,
         "blendshapes": [round(float(v), 4) for v in s.blendshapes],
         "fe_au_consistency": s.fe_au_consistency,
         "evidence_aus": list(s.evidence_aus),
@@ -51,6 +63,12 @@ def instruction_row(inst: Instruction, split: str, versions: dict[str, str]) -> 
         "task": inst.task,
         "template_id": inst.template_id,
         "conversations": inst.conversations,
+        "text_source": inst.text_source,
+        "llm_status": inst.llm_status,
+        "llm_model": inst.llm_model,
+        "llm_detail": inst.llm_detail,
+        "grounding_verdict": inst.grounding_verdict,
+        "grounding_reason": inst.grounding_reason,
         **versions,
     }
 

@@ -58,8 +58,11 @@ def render_report(stats: BuildStats, samples: int = 12) -> str:
         _section("Emotion × AU", _plot(plots.heatmap(
             *stats.emotion_au_share(), "Share of faces of each emotion with the AU present (%)"),
             "emotion by AU heatmap")),
+        _section("AU co-occurrence", _cooccurrence(stats)),
         _section("FE-AU consistency", _consistency(stats)),
+        _section("Per source", _per_source(stats)),
         _section("Task mix", _tasks(stats)),
+        _section("Text grounding", _grounding(stats)),
         _section("Sample faces", _samples(stats, samples)),
     ]
     return "\n".join([
@@ -154,9 +157,42 @@ def _consistency(stats: BuildStats) -> str:
     return _plot(chart, "FE-AU consistency per emotion") + table
 
 
+def _cooccurrence(stats: BuildStats) -> str:
+    codes, matrix = stats.au_cooccurrence()
+    return _plot(plots.heatmap(codes, codes, matrix, "Faces with the row AU that also show the column AU (%)"),
+                 "AU co-occurrence heatmap")
+
+
+def _per_source(stats: BuildStats) -> str:
+    sources, codes, shares = stats.source_au_share()
+    chart = plots.heatmap(sources, codes, shares, "AU base rate per source (% of the source's faces)")
+    rows = [[src, emo, n, f"{mean:.3f}", f"{conflict:.1%}"]
+            for src, emo, n, mean, conflict in stats.consistency_by_source()]
+    table = _table(["source", "emotion", "labelled faces", "mean consistency", "conflict rate"], rows) if rows else ""
+    return _plot(chart, "AU base rate per source") + table
+
+
 def _tasks(stats: BuildStats) -> str:
     chart = plots.stacked_bar_chart(stats.tasks_by_split, f"Rows per task ({stats.rows} rows)", "rows")
     return _plot(chart, "rows per task and split") + _counts_table("task", stats.rows_by_task)
+
+
+def _grounding(stats: BuildStats) -> str:
+    """Where the assistant texts come from, the verifier's verdicts, and the LLM's hallucination rate."""
+    c = stats.counts
+    parts = [_counts_table("text source", c.get("rows_by_text_source", {})),
+             _counts_table("grounding verdict", c.get("rows_by_grounding_verdict", {}))]
+    llm = stats.manifest.get("llm")
+    if not llm:
+        parts.insert(0, '<p class="muted">LLM stage off: every text is rendered from templates and '
+                        "self-checked by the grounding verifier.</p>")
+        return "\n".join(parts)
+    rate = llm.get("hallucination_rate")
+    parts.insert(0, f"<p>LLM {escape(str(llm.get('model')))} ({escape(str(llm.get('mode')))}): hallucination rate "
+                    f"<b>{'n/a' if rate is None else f'{rate:.1%}'}</b> of the LLM texts received "
+                    "(each discarded for its template text).</p>")
+    parts.append(_counts_table("LLM status", llm.get("rows_by_llm_status", {})))
+    return "\n".join(parts)
 
 
 def _samples(stats: BuildStats, samples: int) -> str:

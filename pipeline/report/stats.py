@@ -28,6 +28,7 @@ class Face:
     au_present: list[str]
     consistency: float | None
     conflict: bool
+    source: str = ""
 
 
 @dataclass
@@ -118,6 +119,37 @@ class BuildStats:
             matrix.append([counts[au] / len(group) for au in codes])
         return emotions, codes, matrix
 
+    def au_cooccurrence(self) -> tuple[list[str], list[list[float]]]:
+        """(AU codes seen, P[row AU present -> column AU present]) over faces: which AUs fire together.
+        The diagonal is 1; AUs never present are left out."""
+        seen = Counter(au for f in self.faces.values() for au in set(f.au_present))
+        codes = [au for au in self.au_codes() if seen[au]]
+        pairs = Counter((a, b) for f in self.faces.values() for a in set(f.au_present) for b in set(f.au_present))
+        return codes, [[pairs[(a, b)] / seen[a] for b in codes] for a in codes]
+
+    def sources(self) -> list[str]:
+        return sorted({f.source for f in self.faces.values()})
+
+    def source_au_share(self) -> tuple[list[str], list[str], list[list[float]]]:
+        """(sources, AU codes, share[source][au]): per-source AU base rates, to spot a corpus whose
+        AUs behave differently (another camera, lab lighting, a detector failure)."""
+        sources, codes = self.sources(), self.au_codes()
+        matrix = []
+        for source in sources:
+            group = [f for f in self.faces.values() if f.source == source]
+            counts = Counter(au for f in group for au in set(f.au_present))
+            matrix.append([counts[au] / len(group) for au in codes])
+        return sources, codes, matrix
+
+    def consistency_by_source(self) -> list[tuple[str, str, int, float, float]]:
+        """(source, emotion, labelled faces, mean consistency, conflict rate) for every pair with faces."""
+        groups: dict[tuple[str, str], list[Face]] = {}
+        for f in self.faces.values():
+            if f.consistency is not None:
+                groups.setdefault((f.source, f.emotion), []).append(f)
+        return [(src, emo, len(g), sum(f.consistency for f in g) / len(g), sum(f.conflict for f in g) / len(g))
+                for (src, emo), g in sorted(groups.items())]
+
     def consistency_by_emotion(self) -> dict[str, list[float]]:
         out: dict[str, list[float]] = {}
         for f in self.faces.values():
@@ -200,7 +232,7 @@ def load_stats(out_dir: Path | str) -> BuildStats:
     for r in stat_rows:
         faces.setdefault(r["face_id"], Face(
             emotion=_label(r["emotion"]), au_present=list(r["au_present"] or []),
-            consistency=r["fe_au_consistency"], conflict=bool(r["fe_au_conflict"]),
+            consistency=r["fe_au_consistency"], conflict=bool(r["fe_au_conflict"]), source=str(r["source"]),
         ))
     tasks_by_split: dict[str, Counter[str]] = {}
     for r in stat_rows:

@@ -14,19 +14,24 @@ from importlib.metadata import entry_points
 from pipeline.config import Config, SourceConfig
 from pipeline.sources.affectnet import AffectNetSource
 from pipeline.sources.base import Source, SourceError
+from pipeline.sources.bp4d import Bp4dSource
+from pipeline.sources.ckplus import CkPlusSource
 from pipeline.sources.demo import DemoSource
+from pipeline.sources.disfa import DisfaSource
+from pipeline.sources.disfaplus import DisfaPlusSource
 from pipeline.sources.expw import ExpwSource
 from pipeline.sources.fer2013 import Fer2013Source
 from pipeline.sources.folder_csv import CsvSource
 from pipeline.sources.hf import HuggingFaceSource
 from pipeline.sources.jaffe import JaffeSource
 from pipeline.sources.jsonl import JsonlSource
+from pipeline.sources.rafau import RafAuSource
 from pipeline.sources.rafdb import RafDbSource
 
 BUILTIN: dict[str, type[Source]] = {
     cls.kind: cls
     for cls in (DemoSource, CsvSource, JsonlSource, HuggingFaceSource, RafDbSource, AffectNetSource, Fer2013Source,
-                JaffeSource, ExpwSource)
+                JaffeSource, ExpwSource, CkPlusSource, DisfaSource, DisfaPlusSource, Bp4dSource, RafAuSource)
 }
 ENTRY_POINT_GROUP = "fea.sources"
 

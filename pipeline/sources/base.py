@@ -86,6 +86,12 @@ def video_frame_items(
         yield SourceItem(source.name, rel, str(path), frame_index=index, **labels)
 
 
+def option_flag(options: dict[str, Any], key: str, default: bool = False) -> bool:
+    """A yes/no option from params.yaml (a bool) or from `--source kind:path,key=value` (a string)."""
+    value = options.get(key, default)
+    return value.strip().lower() in ("1", "true", "yes", "on") if isinstance(value, str) else bool(value)
+
+
 def corpus_root(source: Source) -> Path:
     if source.path is None:
         raise SourceError(f"source {source.name}: {source.kind} needs a path (the corpus' release folder)")

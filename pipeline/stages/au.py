@@ -96,4 +96,35 @@ class AUStage(Stage):
         sample.au_intensity = self.mapping.intensities(sample.blendshapes)
         sample.au_present = self.mapping.present(sample.au_intensity)
         sample.au_source = self.source_tag
+        if sample.item.au_labels is not None:
+            merge_corpus_aus(sample, self.mapping.codes)
         yield sample
+
+
+def merge_corpus_aus(sample: Sample, codes: list[str]) -> None:
+    """A corpus annotation wins over the model estimate where the corpus codes the AU, and both are kept.
+
+    The model estimate moves to au_model_*, the corpus coding (vocabulary AUs only; AU23, AU45, ... have no
+    column) to au_label_*, and au_intensity/au_present become the effective AUs.
+    """
+    item = sample.item
+    labels = item.au_labels or {}
+    scope = set(codes) if item.au_annotated is None else set(item.au_annotated)
+    annotated = [c for c in codes if c in scope]
+    sample.au_model_intensity = sample.au_intensity
+    sample.au_model_present = sample.au_present
+    sample.au_model_source = sample.au_source
+    sample.au_label_intensity = [float(labels.get(c, 0.0)) if c in scope else None for c in codes]
+    sample.au_label_present = [c for c in annotated if labels.get(c, 0.0) > 0]
+    sample.au_label_source = f"corpus:{item.source}"
+    sample.au_annotated = annotated
+    model = sample.au_model_intensity
+    sample.au_intensity = np.array(
+        [label if label is not None else model[i] for i, label in enumerate(sample.au_label_intensity)],
+        dtype=np.float32)
+    model_present = set(sample.au_model_present)
+    label_present = set(sample.au_label_present)
+    sample.au_present = [c for c in codes if c in label_present or (c not in scope and c in model_present)]
+    # Which inputs the effective AUs come from: the corpus alone when it codes every vocabulary AU.
+    sample.au_source = sample.au_label_source if len(annotated) == len(codes) else (
+        f"{sample.au_label_source}+{sample.au_model_source}")
