@@ -3,8 +3,8 @@
 One YAML file per task family under `templates/` gives `task`, `version`, `requires` (a subset of
 {emotion, aus, conflict}), `description`, and either `questions` and `answers` (Jinja strings: one
 user turn, one assistant turn) or `turns`, a list of such {questions, answers} mappings for a
-multi-turn conversation (each turn's phrasing is picked independently). Every string is compiled in a sandbox
-with StrictUndefined and rendered against built-in example contexts when the library loads, so a
+multi-turn conversation (each turn's phrasing is picked independently). Every string is compiled in
+a sandbox with StrictUndefined and rendered against built-in example contexts when the library loads, so a
 broken template fails at start-up with its file and index, never half-way through a run. The
 environment has no loader (a template cannot include, import or extend a file), and a template that
 names a private attribute (`__class__`, `_x`) is refused at load even in a branch no example reaches.
