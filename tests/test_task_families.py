@@ -388,3 +388,17 @@ def test_conflict_requirement_skips_example_contexts_without_conflict(tmp_path: 
     lib = TemplateLibrary(write(tmp_path, {"task": "c", "version": "1", "requires": ["emotion", "aus", "conflict"],
                                            "questions": SIX, "answers": [answer] * 4}))
     assert lib.requires("c") == ("emotion", "aus", "conflict")
+
+
+def test_reference_answers_score_perfectly(samples: list[Sample]) -> None:
+    """The evaluator scores the first answer: the label for multiple choice, the AUs for multi-turn."""
+    from pipeline.train.data import first_answer
+    from pipeline.train.score import score_answers
+
+    render = stage(mix={"fe_multiple_choice": 1.0, "multi_turn": 1.0}, tasks_per_face=2)
+    items = [{"task": o.task, "emotion": s.item.emotion, "au_present": s.au_present,
+              "answer": first_answer(o.conversations)}
+             for s in samples for o in render.run(s) if isinstance(o, Instruction)]
+    scores = score_answers(items)
+    assert scores["fe_n"] == scores["au_n"] == len(items) // 2 > 0
+    assert scores["fe_accuracy"] == 1.0 and scores["au_f1"] == 1.0
