@@ -20,7 +20,7 @@ from pipeline.config import RenderConfig, SynergyConfig
 from pipeline.record import Instruction, Sample, SourceItem
 from pipeline.stages.render import RenderStage
 from pipeline.stages.synergy import Prototypes, SynergyStage
-from pipeline.templating import IMAGE_TOKEN, TemplateError, TemplateLibrary, build_context
+from pipeline.templating import EXAMPLE_CONTEXTS, IMAGE_TOKEN, TemplateError, TemplateLibrary, build_context
 from pipeline.vocabulary import load_au_vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -402,3 +402,40 @@ def test_reference_answers_score_perfectly(samples: list[Sample]) -> None:
     scores = score_answers(items)
     assert scores["fe_n"] == scores["au_n"] == len(items) // 2 > 0
     assert scores["fe_accuracy"] == 1.0 and scores["au_f1"] == 1.0
+
+
+# ----------------------------------------------------------------------------- the validation's verifier
+
+
+def rendered_answers(library: TemplateLibrary, contexts: list[dict]):
+    """(task, context, assistant text) for every phrasing of every family; multi-turn: each turn's phrasings
+    with the other turns at their first phrasing, the assistant turns joined as validation reads them."""
+    for task in library.tasks:
+        turns = library.turn_counts(task)
+        for ctx in contexts:
+            if ("emotion" in library.requires(task) and ctx["emotion"] is None) or (
+                    "conflict" in library.requires(task) and not ctx["conflict"]):
+                continue
+            for t, (n_q, n_a) in enumerate(turns):
+                for q in range(n_q):
+                    for a in range(n_a):
+                        choices = [(0, 0)] * len(turns)
+                        choices[t] = (q, a)
+                        _, conv = library.render_turns(task, ctx, choices)
+                        yield task, ctx, " ".join(x["content"] for x in conv if x["role"] == "assistant")
+
+
+def test_every_template_text_passes_the_verifier(library: TemplateLibrary, samples: list[Sample]) -> None:
+    from pipeline import grounding
+
+    verify = getattr(grounding, "verify", None)
+    if verify is None:
+        pytest.skip("pipeline.grounding has no negation-aware verify() yet (branch `verifier`)")
+    contexts = [context(s, task) for s in samples[:60] for task in ("au_verification", "emotion_verification")]
+    contexts += list(EXAMPLE_CONTEXTS)
+    failures = []
+    for task, ctx, text in rendered_answers(library, contexts):
+        verdict = verify(text, ctx["emotion"], ctx["au_codes"], task)
+        if not getattr(verdict, "ok", verdict):
+            failures.append((task, text, verdict))
+    assert not failures, f"{len(failures)} rejected, e.g. {failures[:3]}"
