@@ -13,10 +13,11 @@ from pipeline.grounding import disagreements
 
 
 def answers_agree_with_labels(frame: pd.DataFrame) -> tuple[str, bool, str]:
-    """Every assistant turn names only present AUs and only the labelled emotion."""
+    """Every conversation's assistant turns are grounded in the labels (pipeline.grounding.verify)."""
     bad = []
     for row in frame[["sample_id", "conversations", "emotion", "au_present", "task"]].itertuples(index=False):
-        answer = " ".join(t["content"] for t in row.conversations if t["role"] == "assistant")
+        # One line per turn, so turns never run into one sentence.
+        answer = "\n".join(t["content"] for t in row.conversations if t["role"] == "assistant")
         emotion = row.emotion if isinstance(row.emotion, str) else None
         problems = disagreements(answer, emotion, list(row.au_present), row.task)
         if problems:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from pipeline import dataset_checks as dc
-from pipeline.grounding import disagreements, mentioned_aus, mentioned_emotions
+from pipeline.grounding import disagreements, extract_claims
 
 
 def frame(**overrides) -> pd.DataFrame:
@@ -60,8 +60,9 @@ def test_vanished_class_fails() -> None:
 
 
 def test_mentions() -> None:
-    assert mentioned_aus("AU 12 and au6, not AU123") == {"AU12", "AU6"}
-    assert mentioned_emotions("unhappy but not happy") == {"sadness", "happiness"}
-    assert mentioned_emotions("a broad smile, calm eyes") == set()
+    claims = extract_claims("AU 12 and au6, not AU123")
+    assert claims.affirmed_aus == {"AU12", "AU6"} and not claims.denied_aus
+    claims = extract_claims("unhappy but not happy")
+    assert (claims.affirmed_emotions, claims.denied_emotions) == ({"sadness"}, {"happiness"})
     assert disagreements("Neutral.", "neutral", [], "fe_recognition") == []
     assert disagreements("Neutral.", "fear", [], "fe_recognition")
