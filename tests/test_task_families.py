@@ -34,7 +34,7 @@ VOCAB = load_au_vocabulary(VOCAB_PATH)
 CODES = [row["code"] for row in VOCAB]
 NAMES = {row["code"]: row["name"] for row in VOCAB}
 AU_RE = re.compile(r"\bAU\d+\b")
-DENIAL = re.compile(r"not present|not active|no sign of", re.IGNORECASE)
+DENIAL = re.compile(r"not present|not active|no sign of|not appear|absent\b", re.IGNORECASE)
 ALL_TASKS = sorted(RenderConfig().mix)
 
 
@@ -436,6 +436,6 @@ def test_every_template_text_passes_the_verifier(library: TemplateLibrary, sampl
     failures = []
     for task, ctx, text in rendered_answers(library, contexts):
         verdict = verify(text, ctx["emotion"], ctx["au_codes"], task)
-        if not getattr(verdict, "ok", verdict):
-            failures.append((task, text, verdict))
+        if not verdict.grounded:
+            failures.append((task, text, verdict.reasons))
     assert not failures, f"{len(failures)} rejected, e.g. {failures[:3]}"
