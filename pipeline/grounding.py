@@ -317,7 +317,8 @@ def _clauses(sentence: list[_Token]) -> list[list[_Token]]:
         if split:
             if current:
                 clauses.append(current)
-            current = []
+            # A break word opens the next clause (an ellipsis cue there matters); punctuation goes.
+            current = [tok] if "clause_break" in tok.cats else []
         else:
             current.append(tok)
     if current:
@@ -399,11 +400,17 @@ def extract_claims(text: str) -> Claims:
     for sentence, question in _sentences(_tokenise(text, lex)):
         if question:
             continue
+        previous_denied = False
         for n, clause in enumerate(_clauses(sentence)):
             if any("generic" in t.cats for t in clause):
                 continue
             hedged = any("hedge" in t.cats for t in clause)
             denied = _denied(clause, sentence_start=n == 0)
+            if previous_denied and "ellipsis" in clause[0].cats:
+                # "AU12 is missing, and so is AU6": the ellipsis repeats the negation.
+                denied |= {i for i, t in enumerate(clause) if _is_mention(t)}
+            if any(_is_mention(t) for t in clause):
+                previous_denied = bool(denied)
             for i, tok in enumerate(clause):
                 if tok.mention is None or (i in denied and _framed(clause, i)):
                     continue
