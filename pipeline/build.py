@@ -182,7 +182,8 @@ def build(config: Config, progress: bool = True, validate: bool = True) -> Build
         samples = deduped.ok
     instructions = _then(
         samples, "Render",
-        RenderStage(config.render, config.resolve(config.render.templates_dir), config.resolve(config.au.vocabulary)),
+        RenderStage(config.render, config.resolve(config.render.templates_dir), config.resolve(config.au.vocabulary),
+                    config.resolve(config.synergy.prototypes)),
         stage_rejects,
     )
     if config.llm.enabled:

@@ -94,13 +94,20 @@ class SynergyConfig(Section):
 class RenderConfig(Section):
     templates_dir: str = "templates"
     seed: int = 0
-    tasks_per_face: int = Field(default=2, ge=1)
+    tasks_per_face: int = Field(default=3, ge=1)
     mix: dict[str, float] = Field(
         default_factory=lambda: {
             "fe_recognition": 1.0,
+            "fe_multiple_choice": 0.7,
+            "emotion_verification": 0.7,
             "au_recognition": 1.0,
+            "au_intensity": 0.7,
+            "au_verification": 0.7,
             "au_to_fe_reasoning": 1.0,
+            "fe_to_au": 0.7,
             "description": 1.0,
+            "mixed_cues": 2.0,
+            "multi_turn": 0.7,
         }
     )
 

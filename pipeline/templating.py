@@ -1,22 +1,26 @@
 """Instruction templates: load, check at start-up, render deterministically.
 
 One YAML file per task family under `templates/` gives `task`, `version`, `requires` (a subset of
-{emotion, aus}), `questions` and `answers` (Jinja strings). Every string is compiled in a sandbox
-with StrictUndefined and rendered against built-in example contexts when the library loads, so a
+{emotion, aus, conflict}), `description`, and either `questions` and `answers` (Jinja strings: one
+user turn, one assistant turn) or `turns`, a list of such {questions, answers} mappings for a
+multi-turn conversation (each turn's phrasing is picked independently). Every string is compiled in
+a sandbox with StrictUndefined and rendered against built-in example contexts when the library loads, so a
 broken template fails at start-up with its file and index, never half-way through a run. The
 environment has no loader (a template cannot include, import or extend a file), and a template that
 names a private attribute (`__class__`, `_x`) is refused at load even in a branch no example reaches.
 
 Templates never contain `<image>`: `render` puts it once, at the start of the first user turn.
-The phrasing (question index, answer index) is picked from sha256(choice_key): a rebuild gives the
-same text, a new seed (part of the key) gives a new mix.
+The phrasing (question index, answer index, per turn) is picked from sha256(choice_key): a rebuild
+gives the same text, a new seed (part of the key) gives a new mix.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +29,23 @@ import yaml
 from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-from pipeline.record import Sample
+from pipeline import probes
+from pipeline.config import PROJECT_ROOT
+from pipeline.record import Sample, SourceItem
+from pipeline.sources.labels import canonical_emotions, emotion_adjectives
+from pipeline.vocabulary import load_au_vocabulary
 
 IMAGE_TOKEN = "<image>"
-REQUIREMENTS = ("emotion", "aus")
+# emotion: the face has a label; aus: AUs were measured; conflict: the label and the AUs disagree.
+REQUIREMENTS = ("emotion", "aus", "conflict")
 MIN_QUESTIONS = 6
 MIN_ANSWERS = 4
 # Level words for intensity bins 1..5 of the 0-5 AU scale (FACS A..E).
 LEVELS = ("trace", "slight", "marked", "severe", "maximum")
-_KEYS = {"task", "version", "requires", "questions", "answers", "description"}
+GRADES = ("A", "B", "C", "D", "E")  # the FACS intensity letters of the same bins
+_KEYS = {"task", "version", "requires", "questions", "answers", "turns", "description"}
+_TURN_KEYS = {"questions", "answers"}
+Prototypes = Mapping[str, Mapping[str, Sequence[str]]]  # emotion -> {"core": [...], "supporting": [...]}
 
 
 class TemplateError(Exception):
@@ -47,10 +59,18 @@ class TemplateSecurityError(TemplateError, SecurityError):
 # ----------------------------------------------------------------------------- vocabulary & context
 
 
+def _bin(value: float) -> int:
+    return min(5, max(1, int(value + 0.5)))
+
+
 def intensity_level(value: float) -> str:
     """0-5 intensity -> level word of its bin 1..5 (rounded, clamped: below 1.5 is 'trace')."""
-    bin_ = min(5, max(1, int(value + 0.5)))
-    return LEVELS[bin_ - 1]
+    return LEVELS[_bin(value) - 1]
+
+
+def intensity_grade(value: float) -> str:
+    """0-5 intensity -> FACS intensity letter A..E of the same bin as `intensity_level`."""
+    return GRADES[_bin(value) - 1]
 
 
 def _au_entry(vocab_row: dict[str, Any], intensity: float) -> dict[str, Any]:
@@ -59,39 +79,99 @@ def _au_entry(vocab_row: dict[str, Any], intensity: float) -> dict[str, Any]:
         "number": vocab_row["number"],
         "name": vocab_row["name"],
         "region": vocab_row["region"],
+        "muscle": vocab_row["muscle"],
         "intensity": round(float(intensity), 1),
         "level": intensity_level(float(intensity)),
+        "grade": intensity_grade(float(intensity)),
     }
 
 
-def build_context(sample: Sample, vocabulary: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The variables a template sees for one face.
+def build_context(
+    sample: Sample, vocabulary: Sequence[dict[str, Any]], prototypes: Prototypes, key: str = ""
+) -> dict[str, Any]:
+    """The variables a template sees for one face (`key`, e.g. "seed|face_id|task", seeds the probes).
 
-    aus: present AUs, strongest first; evidence_aus: those of `sample.evidence_aus` that are present
-    (an answer never names an AU that was not observed).
+    emotion, emotion_adj ("angry"); aus: present AUs, strongest first, each {code, number, name,
+    region, muscle, intensity (0-5), level (word), grade (FACS A-E)}; au_codes; evidence_aus: those of
+    `sample.evidence_aus` that are present (an answer never names an AU that was not observed);
+    consistency, conflict (`sample.fe_au_conflict`).
+    Expectation (from `prototypes`, empty for an unlabelled face): expected_aus, the core AUs of the
+    label; expected_present / expected_missing, those observed / not observed; extra_aus, present
+    AUs outside the core, each with `supporting` (a co-occurring AU of the label).
+    Probes (picked by `pipeline.probes` from `key`): mc_options [{letter, emotion}] and mc_answer
+    (the label's letter); probe_au (an AU entry with `present`) and probe_au_present; probe_emotion,
+    probe_emotion_adj and probe_emotion_matches (None for an unlabelled face); focus_au, the present AU
+    an intensity question asks about (None: ask about all of them).
     """
+    codes = [row["code"] for row in vocabulary]
+    emotions = canonical_emotions()
+    choice = probes.pick(sample.item.emotion, list(dict.fromkeys(sample.au_present)), codes, emotions, key)
+    return _context(sample, vocabulary, prototypes, choice)
+
+
+def _context(
+    sample: Sample, vocabulary: Sequence[dict[str, Any]], prototypes: Prototypes, choice: probes.Probes
+) -> dict[str, Any]:
     index = {row["code"]: i for i, row in enumerate(vocabulary)}
     intensity = sample.au_intensity
     if intensity is not None and len(intensity) != len(vocabulary):
         raise ValueError(f"au_intensity has {len(intensity)} values, vocabulary has {len(vocabulary)}")
-    aus = []
-    for code in dict.fromkeys(sample.au_present):
+
+    def entry(code: str) -> dict[str, Any]:
         if code not in index:
-            raise ValueError(f"present AU {code!r} is not in the AU vocabulary")
+            raise ValueError(f"AU {code!r} is not in the AU vocabulary")
         i = index[code]
-        aus.append(_au_entry(vocabulary[i], float(intensity[i]) if intensity is not None else 0.0))
+        return _au_entry(vocabulary[i], float(intensity[i]) if intensity is not None else 0.0)
+
+    aus = [entry(code) for code in dict.fromkeys(sample.au_present)]
     aus.sort(key=lambda au: (-au["intensity"], au["number"]))
     by_code = {au["code"]: au for au in aus}
     evidence = [by_code[c] for c in dict.fromkeys(sample.evidence_aus) if c in by_code]
     consistency = sample.fe_au_consistency
+    emotion = sample.item.emotion
+    adjectives = emotion_adjectives()
+
+    if emotion is not None and emotion not in prototypes:
+        raise ValueError(f"emotion {emotion!r} has no prototype AUs")
+    proto = prototypes[emotion] if emotion is not None else {"core": [], "supporting": []}
+    core, supporting = list(proto["core"]), set(proto["supporting"])
+    expected = [by_code.get(code) or entry(code) for code in core]
+    extra = [{**au, "supporting": au["code"] in supporting} for au in aus if au["code"] not in core]
+
+    probe_au = {**(by_code.get(choice.probe_au) or entry(choice.probe_au)), "present": choice.probe_au in by_code}
+    if choice.focus_au is not None and choice.focus_au not in by_code:
+        raise ValueError(f"focus AU {choice.focus_au} is not present")
+    if emotion is not None and emotion not in choice.mc_options:
+        raise ValueError(f"the options {choice.mc_options} do not contain the label {emotion!r}")
+    options = [{"letter": probes.LETTERS[i], "emotion": e} for i, e in enumerate(choice.mc_options)]
+    probe_emotion = choice.probe_emotion
     return {
-        "emotion": sample.item.emotion,
+        "emotion": emotion,
+        "emotion_adj": adjectives[emotion] if emotion else None,
         "aus": aus,
         "au_codes": [au["code"] for au in aus],
         "evidence_aus": evidence,
         "consistency": round(float(consistency), 2) if consistency is not None else None,
         "conflict": bool(sample.fe_au_conflict),
+        "expected_aus": expected,
+        "expected_present": [au for au in expected if au["code"] in by_code],
+        "expected_missing": [au for au in expected if au["code"] not in by_code],
+        "extra_aus": extra,
+        "mc_options": options,
+        "mc_answer": next((o["letter"] for o in options if o["emotion"] == emotion), None),
+        "probe_au": probe_au,
+        "probe_au_present": probe_au["present"],
+        "probe_emotion": probe_emotion,
+        "probe_emotion_adj": adjectives[probe_emotion] if probe_emotion else None,
+        "probe_emotion_matches": probe_emotion == emotion if probe_emotion else None,
+        "focus_au": by_code[choice.focus_au] if choice.focus_au else None,
     }
+
+
+@cache
+def packaged_prototypes() -> dict[str, dict[str, list[str]]]:
+    """The emotion -> {core, supporting} table of schemas/emotion_prototypes.json."""
+    return json.loads((PROJECT_ROOT / "schemas" / "emotion_prototypes.json").read_text())["emotions"]
 
 
 # ----------------------------------------------------------------------------- template filters
@@ -113,62 +193,56 @@ def au_text(aus: Iterable[dict[str, Any]], levels: bool = False) -> str:
     )
 
 
-def _example_aus(*specs: tuple[str, int, str, str, float]) -> list[dict[str, Any]]:
-    return [_au_entry({"code": c, "number": n, "name": nm, "region": r}, x) for c, n, nm, r, x in specs]
+def _example_contexts() -> tuple[dict[str, Any], ...]:
+    """Load-time check contexts: every branch a template can reasonably take.
+
+    Built with the packaged vocabulary and prototypes through the same code as real faces; each face
+    twice, once with "yes" probes (the label is option A, the probed AU is present, an intensity
+    question about one AU) and once with "no" probes (the label is option D, an absent AU, another
+    emotion, all AUs).
+    """
+    vocabulary = load_au_vocabulary(PROJECT_ROOT / "schemas" / "au_vocabulary.csv")
+    codes = [row["code"] for row in vocabulary]
+    prototypes = packaged_prototypes()
+    emotions = canonical_emotions()
+    faces: list[tuple[str | None, dict[str, float], list[str], float | None, bool]] = [
+        ("happiness", {"AU12": 4.1, "AU6": 3.2, "AU25": 1.2}, ["AU12", "AU6"], 1.0, False),
+        ("sadness", {"AU4": 2.4}, ["AU4"], 0.33, True),
+        ("anger", {"AU12": 4.1, "AU25": 1.2}, [], 0.0, True),
+        ("fear", {}, [], 0.0, True),
+        ("neutral", {}, [], 1.0, False),
+        ("neutral", {"AU12": 4.1, "AU6": 3.2, "AU4": 2.4, "AU1": 1.9}, [], 0.0, True),
+        ("surprise", {"AU1": 1.9, "AU2": 2.6, "AU5": 5.0, "AU26": 3.0}, ["AU1", "AU2", "AU5", "AU26"], 1.0, False),
+        (None, {"AU4": 2.4, "AU1": 1.9}, [], None, False),
+        (None, {}, [], None, False),
+    ]
+    contexts = []
+    for n, (emotion, present, evidence, consistency, conflict) in enumerate(faces):
+        vector = [present.get(code, 0.0) for code in codes]
+        item = SourceItem("example", f"example{n}", f"example{n}", emotion=emotion)
+        sample = Sample(item, au_intensity=vector, au_present=list(present), evidence_aus=evidence,
+                        fe_au_consistency=consistency, fe_au_conflict=conflict)
+        others = [e for e in emotions if e != emotion]
+        absent = next(code for code in codes if code not in present)
+        strongest = max(present, key=present.get) if present else None
+        yes = probes.Probes((emotion, *others[:3]) if emotion else (), strongest or absent, emotion, strongest)
+        no = probes.Probes((*others[:3], emotion) if emotion else (), absent, others[0] if emotion else None, None)
+        contexts += [_context(sample, vocabulary, prototypes, yes), _context(sample, vocabulary, prototypes, no)]
+    return tuple(contexts)
 
 
-_AU6 = ("AU6", 6, "cheek raiser", "upper", 3.2)
-_AU12 = ("AU12", 12, "lip corner puller", "lower", 4.1)
-_AU25 = ("AU25", 25, "lips part", "lower", 1.2)
-_AU4 = ("AU4", 4, "brow lowerer", "upper", 2.4)
-_AU1 = ("AU1", 1, "inner brow raiser", "upper", 1.9)
-
-# Load-time check contexts: every branch a template can reasonably take.
-EXAMPLE_CONTEXTS: tuple[dict[str, Any], ...] = (
-    {
-        "emotion": "happiness",
-        "aus": _example_aus(_AU12, _AU6, _AU25),
-        "evidence_aus": _example_aus(_AU12, _AU6),
-        "consistency": 1.0,
-        "conflict": False,
-    },
-    {
-        "emotion": "sadness",
-        "aus": _example_aus(_AU4),
-        "evidence_aus": _example_aus(_AU4),
-        "consistency": 0.33,
-        "conflict": True,
-    },
-    {
-        "emotion": "anger",
-        "aus": _example_aus(_AU12, _AU25),
-        "evidence_aus": [],
-        "consistency": 0.0,
-        "conflict": True,
-    },
-    {"emotion": "fear", "aus": [], "evidence_aus": [], "consistency": 0.0, "conflict": True},
-    {"emotion": "neutral", "aus": [], "evidence_aus": [], "consistency": 1.0, "conflict": False},
-    {
-        "emotion": "neutral",
-        "aus": _example_aus(_AU12, _AU6, _AU4, _AU1),
-        "evidence_aus": [],
-        "consistency": 0.0,
-        "conflict": True,
-    },
-    {
-        "emotion": None,
-        "aus": _example_aus(_AU4, _AU1),
-        "evidence_aus": [],
-        "consistency": None,
-        "conflict": False,
-    },
-    {"emotion": None, "aus": [], "evidence_aus": [], "consistency": None, "conflict": False},
-)
-for _ctx in EXAMPLE_CONTEXTS:
-    _ctx["au_codes"] = [au["code"] for au in _ctx["aus"]]
+EXAMPLE_CONTEXTS: tuple[dict[str, Any], ...] = _example_contexts()
 
 
 # ----------------------------------------------------------------------------- library
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One user question and the assistant's answer: the phrasings to pick from."""
+
+    questions: tuple[jinja2.Template, ...]
+    answers: tuple[jinja2.Template, ...]
 
 
 @dataclass(frozen=True)
@@ -177,8 +251,15 @@ class TaskTemplates:
     version: str
     requires: tuple[str, ...]
     file: str
-    questions: tuple[jinja2.Template, ...]
-    answers: tuple[jinja2.Template, ...]
+    turns: tuple[Turn, ...]
+
+    @property
+    def questions(self) -> tuple[jinja2.Template, ...]:
+        return self.turns[0].questions
+
+    @property
+    def answers(self) -> tuple[jinja2.Template, ...]:
+        return self.turns[0].answers
 
 
 def make_environment() -> jinja2.Environment:
@@ -237,7 +318,8 @@ def _render(template: jinja2.Template, context: dict[str, Any], where: str) -> s
 
 
 def _applies(requires: Sequence[str], context: dict[str, Any]) -> bool:
-    return not ("emotion" in requires and context["emotion"] is None)
+    return not (("emotion" in requires and context["emotion"] is None)
+                or ("conflict" in requires and not context["conflict"]))
 
 
 class TemplateLibrary:
@@ -268,9 +350,13 @@ class TemplateLibrary:
         return self._get(task).requires
 
     def counts(self, task: str) -> tuple[int, int]:
-        """(number of questions, number of answers) of a task."""
+        """(number of questions, number of answers) of a task's first turn."""
         spec = self._get(task)
         return len(spec.questions), len(spec.answers)
+
+    def turn_counts(self, task: str) -> list[tuple[int, int]]:
+        """(number of questions, number of answers) of each turn of a task."""
+        return [(len(t.questions), len(t.answers)) for t in self._get(task).turns]
 
     def _get(self, task: str) -> TaskTemplates:
         if task not in self.templates:
@@ -296,14 +382,31 @@ class TemplateLibrary:
         requires = data.get("requires") or []
         if not isinstance(requires, list) or any(r not in REQUIREMENTS for r in requires):
             raise TemplateError(f"{name}: `requires` must be a list among {list(REQUIREMENTS)}")
+        single = "questions" in data or "answers" in data
+        if single == ("turns" in data):
+            raise TemplateError(f"{name}: give `questions` and `answers` (one turn) or `turns`, exactly one of the two")
+        if single:
+            turns = [self._load_turn(name, "", data, requires)]
+        else:
+            raw_turns = data["turns"]
+            if not isinstance(raw_turns, list) or len(raw_turns) < 2:
+                raise TemplateError(f"{name}: `turns` must be a list of at least 2 {{questions, answers}} mappings")
+            turns = []
+            for t, turn in enumerate(raw_turns):
+                if not isinstance(turn, dict) or set(turn) != _TURN_KEYS:
+                    raise TemplateError(f"{name}: turns[{t}] must be a mapping with exactly {sorted(_TURN_KEYS)}")
+                turns.append(self._load_turn(name, f"turns[{t}].", turn, requires))
+        return TaskTemplates(task, str(version), tuple(requires), name, tuple(turns))
+
+    def _load_turn(self, name: str, prefix: str, data: dict[str, Any], requires: Sequence[str]) -> Turn:
         compiled: dict[str, tuple[jinja2.Template, ...]] = {}
         for kind, minimum in (("questions", MIN_QUESTIONS), ("answers", MIN_ANSWERS)):
             strings = data.get(kind)
             if not isinstance(strings, list) or len(strings) < minimum:
-                raise TemplateError(f"{name}: `{kind}` must be a list of at least {minimum} strings")
+                raise TemplateError(f"{name}: `{prefix}{kind}` must be a list of at least {minimum} strings")
             items = []
             for i, source in enumerate(strings):
-                where = f"{name}: {kind}[{i}]"
+                where = f"{name}: {prefix}{kind}[{i}]"
                 if not isinstance(source, str) or not source.strip():
                     raise TemplateError(f"{where}: must be a non-empty string")
                 try:
@@ -318,25 +421,44 @@ class TemplateLibrary:
                         _render(template, context, where)
                 items.append(template)
             compiled[kind] = tuple(items)
-        return TaskTemplates(
-            task, str(version), tuple(requires), name, compiled["questions"], compiled["answers"]
-        )
+        return Turn(compiled["questions"], compiled["answers"])
+
+    def render_turns(
+        self, task: str, context: dict[str, Any], choices: Sequence[tuple[int, int]]
+    ) -> tuple[str, list[dict[str, str]]]:
+        """Render given phrasings, one (question, answer) pair per turn: (template_id, conversation).
+
+        The id records every turn's choice: `task/q1a2@v` for one turn, `task/q1a2-q0a3@v` for two.
+        """
+        spec = self._get(task)
+        if len(choices) != len(spec.turns):
+            raise ValueError(f"{task} has {len(spec.turns)} turn(s), got {len(choices)} choice(s)")
+        conversation: list[dict[str, str]] = []
+        for t, (turn, (question, answer)) in enumerate(zip(spec.turns, choices, strict=True)):
+            prefix = f"turns[{t}]." if len(spec.turns) > 1 else ""
+            q_text = _render(turn.questions[question], context, f"{spec.file}: {prefix}questions[{question}]")
+            a_text = _render(turn.answers[answer], context, f"{spec.file}: {prefix}answers[{answer}]")
+            conversation += [
+                {"role": "user", "content": f"{IMAGE_TOKEN}\n{q_text}" if t == 0 else q_text},
+                {"role": "assistant", "content": a_text},
+            ]
+        phrasing = "-".join(f"q{q}a{a}" for q, a in choices)
+        return f"{task}/{phrasing}@{spec.version}", conversation
 
     def render_choice(
         self, task: str, context: dict[str, Any], question: int, answer: int
     ) -> tuple[str, list[dict[str, str]]]:
-        """Render one given phrasing: (template_id, [user turn, assistant turn])."""
-        spec = self._get(task)
-        q_text = _render(spec.questions[question], context, f"{spec.file}: questions[{question}]")
-        a_text = _render(spec.answers[answer], context, f"{spec.file}: answers[{answer}]")
-        template_id = f"{task}/q{question}a{answer}@{spec.version}"
-        return template_id, [
-            {"role": "user", "content": f"{IMAGE_TOKEN}\n{q_text}"},
-            {"role": "assistant", "content": a_text},
-        ]
+        """Render one given phrasing of a single-turn task: (template_id, [user turn, assistant turn])."""
+        return self.render_turns(task, context, [(question, answer)])
 
     def render(self, task: str, context: dict[str, Any], choice_key: str) -> tuple[str, list[dict[str, str]]]:
-        """Render `task` with the phrasing picked from sha256(choice_key) (0-based indices in the id)."""
-        n_questions, n_answers = self.counts(task)
-        h = int(hashlib.sha256(choice_key.encode()).hexdigest(), 16)
-        return self.render_choice(task, context, h % n_questions, (h // n_questions) % n_answers)
+        """Render `task` with the phrasings picked from sha256(choice_key) (0-based indices in the id).
+
+        Turn 0 hashes the key itself (single-turn ids are unchanged), turn t > 0 hashes `key|turn{t}`.
+        """
+        choices = []
+        for t, (n_questions, n_answers) in enumerate(self.turn_counts(task)):
+            key = choice_key if t == 0 else f"{choice_key}|turn{t}"
+            h = int(hashlib.sha256(key.encode()).hexdigest(), 16)
+            choices.append((h % n_questions, (h // n_questions) % n_answers))
+        return self.render_turns(task, context, choices)

@@ -12,7 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from pipeline.grounding import Claims, extract_claims, verify
-from pipeline.templating import EXAMPLE_CONTEXTS, TemplateLibrary, build_context
+from pipeline.templating import EXAMPLE_CONTEXTS, TemplateLibrary, build_context, packaged_prototypes
 from pipeline.vocabulary import load_au_vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,17 +106,21 @@ def test_precision_and_recall_on_the_fixture_set() -> None:
 def test_every_template_output_is_grounded() -> None:
     library = TemplateLibrary(ROOT / "templates")
     vocab = load_au_vocabulary(ROOT / "schemas" / "au_vocabulary.csv")
-    contexts = [build_context(s, vocab) for s in varied_samples(60)] + [dict(c) for c in EXAMPLE_CONTEXTS]
+    contexts = [build_context(s, vocab, packaged_prototypes(), f"0|{s.face_id}") for s in varied_samples(60)]
+    contexts += [dict(c) for c in EXAMPLE_CONTEXTS]
     checked = 0
     for task in library.tasks:
-        n_q, n_a = library.counts(task)
+        requires, turns = library.requires(task), library.turn_counts(task)
         for context in contexts:
-            if "emotion" in library.requires(task) and context["emotion"] is None:
+            if ("emotion" in requires and context["emotion"] is None) or (
+                    "conflict" in requires and not context["conflict"]):
                 continue
-            for a in range(n_a):
-                _, conv = library.render_choice(task, context, 0, a)
-                verdict = verify(conv[1]["content"], context["emotion"], context["au_codes"], task)
-                assert verdict.grounded, (task, a, verdict.reasons, conv[1]["content"])
+            for a in range(max(n for _, n in turns)):
+                # every answer of every turn; a multi-turn conversation is read as validation reads it
+                _, conv = library.render_turns(task, context, [(0, a % n) for _, n in turns])
+                text = " ".join(t["content"] for t in conv if t["role"] == "assistant")
+                verdict = verify(text, context["emotion"], context["au_codes"], task)
+                assert verdict.grounded, (task, a, verdict.reasons, text)
                 checked += 1
     assert checked > 500
 

@@ -33,12 +33,17 @@ PROTOTYPES = json.loads((ROOT / "schemas" / "emotion_prototypes.json").read_text
 VOCAB = load_au_vocabulary(VOCAB_PATH)
 CODES = [row["code"] for row in VOCAB]
 AU_RE = re.compile(r"\bAU\d+\b")
-# What each task's answer must state.
+# What each task's answer must state, for the families whose answers name nothing but the labels
+# (the families that deny absent AUs or other emotions are checked in test_task_families.py).
 MENTIONS = {
     "fe_recognition": {"emotion"},
     "au_recognition": {"aus"},
     "au_to_fe_reasoning": {"emotion", "aus"},
     "description": {"emotion", "aus"},
+}
+ALL_TASKS = {
+    *MENTIONS, "fe_multiple_choice", "emotion_verification", "au_intensity", "au_verification", "fe_to_au",
+    "mixed_cues", "multi_turn",
 }
 
 
@@ -140,7 +145,7 @@ def check_answer(task: str, answer: str, context: dict) -> None:
 
 
 def test_library_loads_all_task_families(library: TemplateLibrary) -> None:
-    assert library.tasks == sorted(MENTIONS)
+    assert library.tasks == sorted(ALL_TASKS)
     assert re.fullmatch(r"[0-9a-f]{12}", library.version)
     assert set(RenderConfig().mix) <= set(library.tasks)
     for task in library.tasks:
@@ -158,7 +163,7 @@ def test_templates_do_not_contain_image_token() -> None:
 @pytest.mark.parametrize("task", sorted(MENTIONS))
 def test_every_phrasing_renders_and_states_exactly_the_labels(library: TemplateLibrary, task: str) -> None:
     samples = varied_samples(40)
-    contexts = [build_context(s, VOCAB) for s in samples] + [dict(c) for c in EXAMPLE_CONTEXTS]
+    contexts = [build_context(s, VOCAB, PROTOTYPES) for s in samples] + [dict(c) for c in EXAMPLE_CONTEXTS]
     n_q, n_a = library.counts(task)
     for context in contexts:
         if "emotion" in library.requires(task) and context["emotion"] is None:
@@ -179,7 +184,7 @@ def test_build_context() -> None:
     sample = make_sample(
         "happiness", {"AU6": 2.96, "AU12": 4.04, "AU25": 1.0}, ["AU12", "AU6", "AU9"], consistency=0.8
     )
-    ctx = build_context(sample, VOCAB)
+    ctx = build_context(sample, VOCAB, PROTOTYPES)
     assert ctx["emotion"] == "happiness"
     assert ctx["au_codes"] == ["AU12", "AU6", "AU25"]  # strongest first
     assert ctx["aus"][0] == {
@@ -187,14 +192,16 @@ def test_build_context() -> None:
         "number": 12,
         "name": "lip corner puller",
         "region": "lower",
+        "muscle": "zygomaticus major",
         "intensity": 4.0,
         "level": "severe",
+        "grade": "D",
     }
     assert ctx["aus"][1]["region"] == "upper" and ctx["aus"][1]["level"] == "marked"
     assert [au["code"] for au in ctx["evidence_aus"]] == ["AU12", "AU6"]  # absent AU9 never cited
     assert ctx["consistency"] == 0.8 and ctx["conflict"] is False
     with pytest.raises(ValueError):
-        build_context(make_sample(None, {"AU99": 2.0}), VOCAB)
+        build_context(make_sample(None, {"AU99": 2.0}), VOCAB, PROTOTYPES)
 
 
 def test_intensity_levels() -> None:
@@ -223,14 +230,15 @@ def test_stage_outputs_are_valid_instructions() -> None:
         assert len(outputs) == 2
         assert all(isinstance(o, Instruction) for o in outputs)
         assert len({o.task for o in outputs}) == 2
-        context = build_context(sample, VOCAB)
         for inst in outputs:
+            context = build_context(sample, VOCAB, PROTOTYPES, f"0|{sample.face_id}|{inst.task}")
             assert inst.sample is sample
             assert inst.template_id.split("/")[0] == inst.task
             if sample.item.emotion is None:
                 assert "emotion" not in stage._library.requires(inst.task)
             check_conversation(inst.conversations)
-            check_answer(inst.task, inst.conversations[1]["content"], context)
+            if inst.task in MENTIONS:
+                check_answer(inst.task, inst.conversations[1]["content"], context)
 
 
 def test_stage_is_deterministic_and_seed_changes_the_mix() -> None:
@@ -259,9 +267,10 @@ def test_weighted_choice_respects_mix() -> None:
 
 def test_no_emotion_skips_emotion_tasks_and_rejects_when_nothing_fits() -> None:
     unlabelled = make_sample(None, {"AU4": 2.5}, name="u")
-    stage = make_stage(tasks_per_face=4)
+    stage = make_stage(tasks_per_face=len(ALL_TASKS))
     tasks = {o.task for o in stage.run(unlabelled)}
-    assert tasks == {"au_recognition", "description"}
+    assert tasks == {"au_recognition", "description", "au_intensity", "au_verification"}
+    assert all("emotion" not in stage._library.requires(t) for t in tasks)
 
     only_fe = make_stage(mix={"fe_recognition": 1.0})
     (out,) = list(only_fe.run(unlabelled))

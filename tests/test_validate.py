@@ -242,3 +242,18 @@ def test_report_dir(tmp_path: Path, valid_build: Path) -> None:
     assert report.success
     assert report.html_path == tmp_path / "reports" / "validation" / "report.html"
     assert report.html_path.exists() and report.result_path and report.result_path.exists()
+
+
+def test_label_tasks_need_emotion_and_mixed_cues_needs_a_conflict(tmp_path: Path) -> None:
+    def broken(rows: list[dict[str, Any]]) -> None:
+        # an unlabelled row rendered as a multiple-choice question, a mixed-cues answer without a conflict
+        rows[0].update(task="fe_multiple_choice")
+        rows[1].update(task="mixed_cues", fe_au_conflict=False)
+        rows[3].update(task="mixed_cues", fe_au_conflict=True)
+
+    report = validate_build(_variant(tmp_path, broken), SUITE)
+    failed = set(report.failed)
+    assert any(name.startswith("expect_column_values_to_not_be_null[emotion] where (task == 'fe_multiple_choice')")
+               for name in failed), failed
+    assert "expect_column_values_to_be_in_set[fe_au_conflict] where task == 'mixed_cues'" in failed, failed
+    assert "expect_column_values_to_be_in_set[task]" not in failed

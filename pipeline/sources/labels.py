@@ -21,6 +21,11 @@ def emotion_mentions() -> dict[str, list[str]]:
     return dict(_emotions()["mentions"])
 
 
+def emotion_adjectives() -> dict[str, str]:
+    """Canonical emotion -> the adjective a person "looks" (anger -> angry), for question phrasing."""
+    return dict(_emotions()["adjectives"])
+
+
 def canonical_emotions() -> list[str]:
     return list(_emotions()["canonical"])
 

@@ -2,7 +2,9 @@
 
 Tasks are drawn from `render.mix` by weighted sampling without replacement, seeded by
 (seed, face_id), among the tasks whose `requires` the face meets ("emotion": the item has a label;
-"aus": AUs were measured). The phrasing of each is picked by the library from (seed, face_id, task).
+"aus": AUs were measured; "conflict": the label and the AUs disagree). Each task gets its own
+context: the question subjects (multiple-choice options, yes/no probes) and the phrasing are picked
+from (seed, face_id, task).
 A rebuild with the same seed is identical; a new seed gives a new mix.
 """
 
@@ -14,16 +16,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import RenderConfig
+from pipeline.config import PROJECT_ROOT, RenderConfig
 from pipeline.record import Instruction, Sample
 from pipeline.stages.base import Stage
+from pipeline.stages.synergy import Prototypes
 from pipeline.templating import TemplateLibrary, build_context
 from pipeline.vocabulary import load_au_vocabulary
 
 
 def requirements_met(requires: tuple[str, ...] | list[str], sample: Sample) -> bool:
-    """Whether a face has what a task needs: a label for "emotion", measured AUs for "aus"."""
-    have = {"emotion": sample.item.emotion is not None, "aus": sample.au_intensity is not None}
+    """Whether a face has what a task needs: a label for "emotion", measured AUs for "aus", an FE-AU
+    conflict flagged by the synergy stage for "conflict"."""
+    have = {
+        "emotion": sample.item.emotion is not None,
+        "aus": sample.au_intensity is not None,
+        "conflict": bool(sample.fe_au_conflict),
+    }
     return all(have[r] for r in requires)
 
 
@@ -45,14 +53,20 @@ class RenderStage(Stage):
     reasons = ("no_renderable_task",)
 
     def __init__(
-        self, render_cfg: RenderConfig, templates_dir: str | Path, vocabulary_path: str | Path
+        self,
+        render_cfg: RenderConfig,
+        templates_dir: str | Path,
+        vocabulary_path: str | Path,
+        prototypes_path: str | Path = PROJECT_ROOT / "schemas" / "emotion_prototypes.json",
     ) -> None:
         super().__init__()
         self.cfg = render_cfg
         self.templates_dir = str(templates_dir)
         self.vocabulary_path = str(vocabulary_path)
+        self.prototypes_path = str(prototypes_path)
         self._library: TemplateLibrary | None = None
         self._vocabulary: list[dict[str, Any]] = []
+        self._prototypes: dict[str, dict[str, list[str]]] = {}
 
     def setup(self) -> None:
         library = TemplateLibrary(self.templates_dir)
@@ -60,6 +74,7 @@ class RenderStage(Stage):
         if unknown:
             raise ValueError(f"render.mix names tasks without templates: {unknown}; have {library.tasks}")
         self._vocabulary = load_au_vocabulary(self.vocabulary_path)
+        self._prototypes = Prototypes.load(Path(self.prototypes_path)).table
         self._library = library
 
     def run(self, sample: Sample) -> Iterator[Any]:
@@ -80,9 +95,8 @@ class RenderStage(Stage):
                 f"mix tasks need {needs}",
             )
             return
-        context = build_context(sample, self._vocabulary)
         for task in tasks:
-            template_id, conversations = library.render(
-                task, context, f"{self.cfg.seed}|{sample.face_id}|{task}"
-            )
+            key = f"{self.cfg.seed}|{sample.face_id}|{task}"
+            context = build_context(sample, self._vocabulary, self._prototypes, key)
+            template_id, conversations = library.render(task, context, key)
             yield Instruction(sample, task, template_id, conversations)

@@ -14,8 +14,9 @@ from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import Any
 
-FE_TASKS = frozenset({"fe_recognition", "au_to_fe_reasoning"})
-AU_TASKS = frozenset({"au_recognition", "description", "au_to_fe_reasoning"})
+# multi_turn is scored on its first turn (which AUs are active), like every row at evaluation.
+FE_TASKS = frozenset({"fe_recognition", "fe_multiple_choice", "au_to_fe_reasoning"})
+AU_TASKS = frozenset({"au_recognition", "description", "au_to_fe_reasoning", "multi_turn"})
 AU_CODE = re.compile(r"\bAU(\d+)\b")
 
 
