@@ -1,0 +1,99 @@
+"""Cluster readiness without a cluster: runner flags from params reach Beam's PipelineOptions, and the
+whole build graph serialises to the portable runner API (every DoFn pickled), as a remote runner needs."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    FlinkRunnerOptions,
+    GoogleCloudOptions,
+    PortableOptions,
+    SetupOptions,
+    SparkRunnerOptions,
+    WorkerOptions,
+)
+
+from pipeline.build import build, pipeline_options
+from pipeline.config import load_config
+from pipeline.errors import PipelineFailed
+
+DATAFLOW = ["--project=my-project", "--region=europe-west4", "--temp_location=gs://my-bucket/tmp",
+            "--sdk_container_image=europe-docker.pkg.dev/my-project/fea/worker:0.1.0",
+            "--machine_type=n1-standard-4", "--max_num_workers=20", "--experiments=use_runner_v2"]
+
+
+def test_dataflow_flags_reach_pipeline_options() -> None:
+    config = load_config(None, ["runner.runner=DataflowRunner", f"runner.extra_options={DATAFLOW}"])
+    options = pipeline_options(config)
+    gcp = options.view_as(GoogleCloudOptions)
+    assert (gcp.project, gcp.region, gcp.temp_location) == ("my-project", "europe-west4", "gs://my-bucket/tmp")
+    worker = options.view_as(WorkerOptions)
+    assert worker.machine_type == "n1-standard-4" and worker.max_num_workers == 20
+    assert worker.sdk_container_image.endswith("/fea/worker:0.1.0")
+    # Direct-runner settings are only added for the DirectRunner.
+    assert "direct_running_mode" not in options.get_all_options(drop_default=True)
+
+
+def test_flink_and_spark_flags_reach_pipeline_options() -> None:
+    flink = pipeline_options(load_config(None, [
+        "runner.runner=FlinkRunner",
+        "runner.extra_options=['--flink_master=flink-jm:8081', '--parallelism=8', '--environment_type=DOCKER',"
+        " '--environment_config=registry/fea-worker:0.1.0']",
+    ]))
+    assert flink.view_as(FlinkRunnerOptions).flink_master == "flink-jm:8081"
+    assert flink.view_as(FlinkRunnerOptions).parallelism == 8
+    assert flink.view_as(PortableOptions).environment_type == "DOCKER"
+    spark = pipeline_options(load_config(None, [
+        "runner.runner=SparkRunner", "runner.extra_options=['--spark_master_url=spark://master:7077']",
+    ]))
+    assert spark.view_as(SparkRunnerOptions).spark_master_url == "spark://master:7077"
+
+
+def test_direct_runner_settings() -> None:
+    config = load_config(None, ["runner.num_workers=3", "runner.direct_running_mode=multi_threading",
+                                "runner.extra_options=['--save_main_session']"])
+    options = pipeline_options(config)
+    direct = options.view_as(DirectOptions)
+    assert (direct.direct_running_mode, direct.direct_num_workers) == ("multi_threading", 3)
+    assert options.view_as(SetupOptions).save_main_session is True
+
+
+class GraphCaptured(Exception):
+    pass
+
+
+def test_build_graph_serialises_for_a_remote_runner(monkeypatch, demo_dir, tmp_path) -> None:
+    """What a remote runner receives: the graph as runner-API protos with every DoFn pickled. The AU
+    stage's accelerator hint must be on the AU transform, and nothing may need the driver's memory."""
+    captured = {}
+
+    def capture(self):
+        proto = self.to_runner_api()
+        captured["proto"] = proto
+        # Round trip: unpickles every DoFn, as a worker would.
+        captured["pipeline"] = beam.Pipeline.from_runner_api(proto, self.runner, self._options)
+        raise GraphCaptured()
+
+    monkeypatch.setattr(beam.Pipeline, "run", capture)
+    hint = "type:nvidia-tesla-t4;count:1;install-nvidia-driver"
+    config = load_config(None, [
+        "sources=[{name: demo, kind: demo, limit: 2}]", f"output.dir={tmp_path / 'out'}",
+        "au.backend=torch-blendshapes", f"au.accelerator='{hint}'",
+    ])
+    with pytest.raises(PipelineFailed, match="GraphCaptured"):
+        build(config, progress=False, validate=False)
+    proto = captured["proto"]
+    names = {t.unique_name: t for t in proto.components.transforms.values()}
+    assert {"Decode", "Detect", "Align", "Blendshapes", "AU", "Render", "Verify"} <= set(names)
+    # Beam keeps resource hints on the transform's environment: only the AU model step asks for a GPU.
+    envs = proto.components.environments
+    accelerator = "beam:resources:accelerator:v1"
+    gpu_steps = {t.unique_name for t in names.values()
+                 if t.environment_id and accelerator in envs[t.environment_id].resource_hints}
+    assert gpu_steps == {"Blendshapes/ParDo(TorchBlendshapesStage)"}, gpu_steps
+    step = names["Blendshapes/ParDo(TorchBlendshapesStage)"]
+    assert envs[step.environment_id].resource_hints[accelerator] == hint.encode()
+    assert accelerator not in envs[names["Detect"].environment_id].resource_hints
+    assert captured["pipeline"] is not None
