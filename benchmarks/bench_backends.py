@@ -49,6 +49,8 @@ def aligned_faces(corpus: Path, n: int) -> list:
     for path in sorted((corpus / "images").iterdir()):
         for decoded in decode.run(SourceItem("bench", path.name, str(path))):
             for face in detect.run(decoded) if isinstance(decoded, Sample) else []:
+                if not isinstance(face, Sample):
+                    continue
                 pixels = face.pixels
                 for aligned in align.run(face):
                     if isinstance(aligned, Sample):
