@@ -28,7 +28,7 @@ from pipeline.io.rows import instruction_row, reject_row
 from pipeline.io.schema import arrow_schema, schema_version
 from pipeline.llm.batch import merge_request_files
 from pipeline.llm.prompts import PromptBook
-from pipeline.models.files import resolve_model
+from pipeline.models.files import ModelFile, resolve_model, resolve_weights
 from pipeline.progress import CountProgress, ProgressDisplay
 from pipeline.record import Reject, SourceItem
 from pipeline.release import write_dataset_card
@@ -36,11 +36,13 @@ from pipeline.sources import make_source
 from pipeline.splits import assign_split, unit_hash
 from pipeline.stages.align import AlignStage
 from pipeline.stages.au import AUStage, BlendshapeAUMapping
+from pipeline.stages.au_pyfeat import PyFeatAUMapping, PyFeatAUStage
 from pipeline.stages.base import REJECTS, describe
 from pipeline.stages.blendshapes_torch import TorchBlendshapesStage
 from pipeline.stages.decode import DecodeStage
 from pipeline.stages.dedup import DedupStage
 from pipeline.stages.detect import DetectStage
+from pipeline.stages.landmarks_fan import FanLandmarksStage
 from pipeline.stages.llm import LLMStage
 from pipeline.stages.render import RenderStage
 from pipeline.stages.synergy import Prototypes, SynergyStage
@@ -113,6 +115,17 @@ def _then(pcoll, label: str, stage, rejects: list):
     return result.ok
 
 
+def _batched(samples, label: str, step, au_cfg, min_batch: int, max_batch: int, rejects: list):
+    """A RunInference-style model step: BatchElements, optional accelerator hint, dead-letter rejects."""
+    step = beam.ParDo(step)
+    if au_cfg.accelerator:
+        step = step.with_resource_hints(accelerator=au_cfg.accelerator)
+    batching = beam.BatchElements(min_batch_size=min_batch, max_batch_size=max_batch)
+    batched = samples | f"Batch{label}" >> batching | label >> step.with_outputs(REJECTS, main="ok")
+    rejects.append(batched[REJECTS])
+    return batched.ok
+
+
 def build(config: Config, progress: bool = True, validate: bool = True) -> BuildResult:
     started = time.monotonic()
     quiet_native_logs()
@@ -131,11 +144,24 @@ def build(config: Config, progress: bool = True, validate: bool = True) -> Build
     prototypes = Prototypes.load(config.resolve(config.synergy.prototypes))
     check_llm(config)
     detector_version = f"mediapipe-face-landmarker@{landmarker_file.sha256[:12]}"
+    models: dict[str, ModelFile] = {"face_landmarker": landmarker_file}
+    if config.detect.landmarks == "face-alignment":
+        models["fan_2d"] = resolve_weights("fan_2d", config.detect.fan_weights)
+        detector_version += f"+fan-2d@{models['fan_2d'].sha256[:12]}"
     blendshape_model = (detector_version if config.au.backend == "mediapipe"
                         else f"torch-blendshapes@{landmarker_file.sha256[:12]}")
+    au_model = f"{blendshape_model}+{mapping.version}"
+    pyfeat_mapping = None
+    if config.au.backend == "pyfeat":
+        from pipeline.models.pyfeat_au import MODEL_NAME, pyfeat_version
+
+        models[MODEL_NAME] = resolve_weights(MODEL_NAME, config.au.pyfeat_weights)
+        pyfeat_mapping = PyFeatAUMapping.load(config.resolve(config.au.pyfeat_mapping),
+                                              config.resolve(config.au.vocabulary))
+        au_model = f"pyfeat-xgb@{pyfeat_version()}+{models[MODEL_NAME].sha256[:12]}+{pyfeat_mapping.version}"
     versions = {
         "detector": detector_version,
-        "au_model": f"{blendshape_model}+{mapping.version}",
+        "au_model": au_model,
         "templates_version": library.version,
         "pipeline_version": __version__,
         "params_hash": config.params_hash(),
@@ -159,18 +185,21 @@ def build(config: Config, progress: bool = True, validate: bool = True) -> Build
     )
     samples = _then(samples, "Decode", DecodeStage(config.decode), stage_rejects)
     samples = _then(samples, "Detect", DetectStage(config.detect, str(landmarker_file.path)), stage_rejects)
+    if config.detect.landmarks == "face-alignment":
+        d = config.detect
+        samples = _batched(samples, "FanLandmarks", FanLandmarksStage(str(models["fan_2d"].path), d.fan_device),
+                           config.au, 1, d.fan_batch_size, stage_rejects)
     samples = _then(samples, "Align", AlignStage(config.align, config.resolve("schemas/alignment_template.json")),
                     stage_rejects)
-    if config.au.backend == "torch-blendshapes":
-        au = config.au
-        step = beam.ParDo(TorchBlendshapesStage(au.device, str(landmarker_file.path)))
-        if au.accelerator:
-            step = step.with_resource_hints(accelerator=au.accelerator)
-        batching = beam.BatchElements(min_batch_size=au.min_batch_size, max_batch_size=au.max_batch_size)
-        batched = samples | "BatchFaces" >> batching | "Blendshapes" >> step.with_outputs(REJECTS, main="ok")
-        stage_rejects.append(batched[REJECTS])
-        samples = batched.ok
-    samples = _then(samples, "AU", AUStage(mapping, blendshape_model), stage_rejects)
+    au = config.au
+    if au.backend == "torch-blendshapes":
+        samples = _batched(samples, "Blendshapes", TorchBlendshapesStage(au.device, str(landmarker_file.path)),
+                           au, au.min_batch_size, au.max_batch_size, stage_rejects)
+    if au.backend == "pyfeat":
+        step = PyFeatAUStage(pyfeat_mapping, str(models["pyfeat_xgb_au"].path), au.device)
+        samples = _batched(samples, "AU", step, au, au.min_batch_size, au.max_batch_size, stage_rejects)
+    else:
+        samples = _then(samples, "AU", AUStage(mapping, blendshape_model), stage_rejects)
     samples = _then(samples, "Synergy", SynergyStage(config.synergy, prototypes), stage_rejects)
     if config.dedup.enabled:
         dedup = beam.ParDo(DedupStage([s.name for s in config.sources])).with_outputs(REJECTS, main="ok")
@@ -237,9 +266,11 @@ def build(config: Config, progress: bool = True, validate: bool = True) -> Build
         "stage_counters": stage_counters(result),
         **({"llm": llm_summary} if llm_summary else {}),
         "versions": versions,
-        "models": {"face_landmarker": {"path": landmarker_file.path.name, "sha256": landmarker_file.sha256}},
+        "models": {name: {"path": f.path.name, "sha256": f.sha256} for name, f in models.items()},
         "au_vocabulary": mapping.codes,
-        "au_intensity_scale": "0-5 continuous; 1..5 ~ FACS levels A..E (schemas/blendshape_to_au.json)",
+        "au_intensity_scale": ("0-5 = 5 x py-feat occurrence probability (schemas/pyfeat_to_au.json)" if pyfeat_mapping
+                               else "0-5 continuous; 1..5 ~ FACS levels A..E (schemas/blendshape_to_au.json)"),
+        "au_not_measured": pyfeat_mapping.not_measured if pyfeat_mapping else [],
         "crop_size": config.align.crop_size,
         "splits": splits,
         "params": config.model_dump(mode="json", by_alias=True, exclude={"base_dir"}),

@@ -55,6 +55,13 @@ class DetectConfig(Section):
     multi_face: Literal["largest", "reject", "all"] = "largest"
     min_detection_confidence: float = Field(default=0.5, ge=0, le=1)
     min_presence_confidence: float = Field(default=0.5, ge=0, le=1)
+    landmarks: Literal["mediapipe", "face-alignment"] = Field(
+        default="mediapipe", description="points the face is aligned by: the Face Landmarker's mesh, or FAN's 68 "
+        "landmarks (face-alignment 2DFAN-4) computed in the Face Landmarker's face box")
+    fan_weights: str | None = Field(default=None, description="folder (or file) holding 2DFAN4-11f355bf06.pth.tar; "
+                                    "None = $FEA_FAN_WEIGHTS or torch hub's checkpoints folder")
+    fan_device: str | None = Field(default=None, description="cuda | cpu; None = cuda if present")
+    fan_batch_size: int = Field(default=16, ge=1, description="faces per FAN forward pass (BatchElements maximum)")
 
 
 class AlignConfig(Section):
@@ -67,10 +74,16 @@ class AlignConfig(Section):
 
 
 class AUConfig(Section):
-    backend: Literal["mediapipe", "torch-blendshapes"] = Field(
+    backend: Literal["mediapipe", "torch-blendshapes", "pyfeat"] = Field(
         default="mediapipe", description="mediapipe: the Face Landmarker's own scores (CPU reference); "
-        "torch-blendshapes: the same network in torch, batched, on GPU when present")
-    device: str | None = Field(default=None, description="torch-blendshapes: cuda | cpu; None = cuda if present")
+        "torch-blendshapes: the same network in torch, batched, on GPU when present; "
+        "pyfeat: py-feat's xgb AU detector (HOG + 68 landmarks), batched")
+    device: str | None = Field(default=None,
+                               description="torch-blendshapes, pyfeat: cuda | cpu; None = cuda if present")
+    pyfeat_weights: str | None = Field(
+        default=None, description="pyfeat: folder (or file) holding xgb_au_classifier_v2.skops; None = "
+        "$FEA_PYFEAT_WEIGHTS or the Hugging Face cache (HF_HOME, py-feat's resources folder)")
+    pyfeat_mapping: str = "schemas/pyfeat_to_au.json"
     min_batch_size: int = Field(default=1, ge=1)
     max_batch_size: int = Field(default=64, ge=1)
     accelerator: str | None = Field(

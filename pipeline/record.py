@@ -56,8 +56,10 @@ class Sample:
     blendshapes: np.ndarray | None = None  # (52,) scores in [0, 1]
     pose: tuple[float, float, float] = (0.0, 0.0, 0.0)  # yaw, pitch, roll in degrees
     bbox: list[float] = field(default_factory=list)
+    landmarks_68: np.ndarray | None = None  # (68, 2) iBUG-68 points in source pixels (face-alignment backend)
     landmarks_5: np.ndarray | None = None
     landmarks_5_aligned: np.ndarray | None = None
+    align_matrix: np.ndarray | None = None  # (2, 3) similarity transform source px -> aligned crop px
     face_size_px: float = 0.0
     blur_score: float = 0.0
     crop_jpeg: bytes = b""

@@ -32,8 +32,20 @@ def canonical_template(template_file: Path, crop_size: int) -> np.ndarray:
     return (points * crop_size).astype(np.float32)
 
 
+# iBUG-68 indices (0-based) of the same five points: eye centres (means of 36-41, 42-47), nose tip, mouth corners.
+IBUG68_EYES = ((36, 42), (42, 48))
+IBUG68_NOSE_TIP, IBUG68_MOUTH_CORNERS = 30, (48, 54)
+
+
 def five_points(mesh: np.ndarray) -> np.ndarray:
     return mesh[list(FIVE_POINT_MESH_INDICES), :2].astype(np.float32)
+
+
+def five_points_from_68(points: np.ndarray) -> np.ndarray:
+    """The five alignment points from 68 iBUG landmarks (e.g. FAN's), in the same order as `five_points`."""
+    eyes = [points[a:b, :2].mean(axis=0) for a, b in IBUG68_EYES]
+    rest = [points[i, :2] for i in (IBUG68_NOSE_TIP, *IBUG68_MOUTH_CORNERS)]
+    return np.stack([*eyes, *rest]).astype(np.float32)
 
 
 def blur_score(gray: np.ndarray) -> float:
@@ -52,7 +64,8 @@ class AlignStage(Stage):
 
     def run(self, sample: Sample) -> Iterator:
         cfg = self.cfg
-        points = five_points(sample.mesh)
+        # 68 landmarks from the face-alignment backend take precedence over the MediaPipe mesh.
+        points = five_points(sample.mesh) if sample.landmarks_68 is None else five_points_from_68(sample.landmarks_68)
         inter_ocular = float(np.linalg.norm(points[0] - points[1]))
         yaw, pitch, _ = sample.pose
         if inter_ocular < cfg.min_face_px:
@@ -82,6 +95,7 @@ class AlignStage(Stage):
         sample.bbox = [float(v) for v in (*xy.min(axis=0), *xy.max(axis=0))]
         sample.landmarks_5 = points
         sample.landmarks_5_aligned = cv2.transform(points[None], matrix)[0]
+        sample.align_matrix = matrix.astype(np.float32)
         sample.face_size_px = inter_ocular
         sample.blur_score = blur
         sample.crop_jpeg = jpeg.tobytes()
