@@ -110,14 +110,17 @@ class BuildStats:
 
     def emotion_au_share(self) -> tuple[list[str], list[str], list[list[float]]]:
         """(emotions, AU codes, share[emotion][au]): share of faces of each emotion with each AU."""
-        emotions = list(self.faces_by_emotion())
-        codes = self.au_codes()
+        emotions, codes = list(self.faces_by_emotion()), self.au_codes()
+        return emotions, codes, self._au_shares(lambda f: f.emotion, emotions, codes)
+
+    def _au_shares(self, group_of, groups: list[str], codes: list[str]) -> list[list[float]]:
+        """share[group][au]: the share of the group's faces with the AU present."""
         matrix = []
-        for emotion in emotions:
-            group = [f for f in self.faces.values() if f.emotion == emotion]
-            counts = Counter(au for f in group for au in set(f.au_present))
-            matrix.append([counts[au] / len(group) for au in codes])
-        return emotions, codes, matrix
+        for name in groups:
+            members = [f for f in self.faces.values() if group_of(f) == name]
+            counts = Counter(au for f in members for au in set(f.au_present))
+            matrix.append([counts[au] / len(members) for au in codes])
+        return matrix
 
     def au_cooccurrence(self) -> tuple[list[str], list[list[float]]]:
         """(AU codes seen, P[row AU present -> column AU present]) over faces: which AUs fire together.
@@ -134,12 +137,7 @@ class BuildStats:
         """(sources, AU codes, share[source][au]): per-source AU base rates, to spot a corpus whose
         AUs behave differently (another camera, lab lighting, a detector failure)."""
         sources, codes = self.sources(), self.au_codes()
-        matrix = []
-        for source in sources:
-            group = [f for f in self.faces.values() if f.source == source]
-            counts = Counter(au for f in group for au in set(f.au_present))
-            matrix.append([counts[au] / len(group) for au in codes])
-        return sources, codes, matrix
+        return sources, codes, self._au_shares(lambda f: f.source, sources, codes)
 
     def consistency_by_source(self) -> list[tuple[str, str, int, float, float]]:
         """(source, emotion, labelled faces, mean consistency, conflict rate) for every pair with faces."""
