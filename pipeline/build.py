@@ -142,7 +142,7 @@ def build(config: Config, progress: bool = True, validate: bool = True) -> Build
         config.resolve(config.au.vocabulary), config.resolve("schemas/blendshapes.json"),
     )
     prototypes = Prototypes.load(config.resolve(config.synergy.prototypes))
-    check_llm(config)
+    check_llm(config, library.tasks)
     detector_version = f"mediapipe-face-landmarker@{landmarker_file.sha256[:12]}"
     models: dict[str, ModelFile] = {"face_landmarker": landmarker_file}
     if config.detect.landmarks == "face-alignment":
@@ -297,15 +297,14 @@ def build(config: Config, progress: bool = True, validate: bool = True) -> Build
     return BuildResult(out_dir, manifest, time.monotonic() - started, report)
 
 
-def check_llm(config: Config) -> None:
+def check_llm(config: Config, template_tasks: list[str]) -> None:
     """Fail before any worker starts when the LLM stage cannot work: unknown tasks, a broken prompt
     file, or (online) no API key in the environment variable named by llm.api_key_env."""
     llm = config.llm
     if not llm.enabled:
         return
     PromptBook(config.resolve(llm.prompts))
-    library_tasks = set(TemplateLibrary(config.resolve(config.render.templates_dir)).tasks)
-    unknown = sorted(set(llm.tasks) - library_tasks)
+    unknown = sorted(set(llm.tasks) - set(template_tasks))
     if unknown:
         raise ConfigError(f"llm.tasks names tasks without templates: {unknown}")
     if llm.mode == "online" and not os.environ.get(llm.api_key_env):

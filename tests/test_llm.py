@@ -229,3 +229,19 @@ def test_corpus_text_never_reaches_a_prompt(tmp_path, server, monkeypatch) -> No
     assert INJECTION not in sent and "face0.jpg" not in sent
     system = {r["messages"][0]["content"] for r in server.requests}
     assert len(system) == 1  # the system prompt is fixed, whatever the sample
+
+
+def test_start_up_checks_fail_before_any_worker(monkeypatch) -> None:
+    from pipeline.build import check_llm
+    from pipeline.config import ConfigError, load_config
+
+    monkeypatch.setenv("FEA_TEST_KEY", KEY)
+    config = load_config(overrides=["llm.enabled=true", "llm.api_key_env=FEA_TEST_KEY", "llm.tasks={nope: rewrite}"])
+    with pytest.raises(ConfigError, match="nope"):
+        check_llm(config, ["description"])
+    monkeypatch.delenv("FEA_TEST_KEY")
+    config = load_config(overrides=["llm.enabled=true", "llm.api_key_env=FEA_TEST_KEY"])
+    with pytest.raises(ConfigError, match="FEA_TEST_KEY"):
+        check_llm(config, ["description", "au_to_fe_reasoning"])
+    check_llm(load_config(overrides=["llm.enabled=true", "llm.mode=batch-export", "llm.api_key_env=FEA_TEST_KEY"]),
+              ["description", "au_to_fe_reasoning"])  # batch export needs no key
