@@ -253,15 +253,15 @@ def build(config: Config, progress: bool = True, validate: bool = True) -> Build
                                  + (f", {out_dir} is unchanged" if out_dir.exists() else "")
                                  + f"; partial output left in {staging}") from exc
     shutil.rmtree(progress_dir, ignore_errors=True)
-    llm_summary = summarize_llm(config, staging)
-
     input_keys = [(i.source, i.source_item, i.frame_index) for i in items]
     input_keys += [(r.source, r.source_item, r.frame_index) for r in read_rejects]
+    counts = summarize(staging, input_keys)
+    llm_summary = summarize_llm(config, staging, counts.get("rows_by_llm_status", {}))
     manifest = {
         "schema_version": schema_version("record"),
         "created_unix": int(time.time()),
         "sources": [s.model_dump(mode="json") for s in config.sources],
-        "counts": {**summarize(staging, input_keys),
+        "counts": {**counts,
                    "labelled_inputs_by_emotion": dict(sorted(Counter(i.emotion for i in items if i.emotion).items()))},
         "stage_counters": stage_counters(result),
         **({"llm": llm_summary} if llm_summary else {}),
@@ -323,21 +323,17 @@ def llm_stage(config: Config, staging: Path) -> LLMStage:
     )
 
 
-def summarize_llm(config: Config, staging: Path) -> dict[str, Any]:
-    """LLM figures for the manifest (hallucination rate from the written rows) and the merged Batch-API
-    request file when the build ran in batch-export mode."""
+def summarize_llm(config: Config, staging: Path, rows_by_llm_status: dict[str, int]) -> dict[str, Any]:
+    """LLM figures for the manifest (hallucination rate from the written rows' counts) and the merged
+    Batch-API request file when the build ran in batch-export mode."""
     if not config.llm.enabled:
         return {}
-    from pipeline.io.manifest import read_columns
-
-    rows = read_columns(staging / "data", ["llm_status", "text_source"])
-    status = Counter(rows.column("llm_status").to_pylist()) if rows is not None else Counter()
-    answered = status["ok"] + status["hallucinated"]
+    answered = rows_by_llm_status.get("ok", 0) + rows_by_llm_status.get("hallucinated", 0)
     summary: dict[str, Any] = {
         "model": config.llm.model,
         "mode": config.llm.mode,
-        "rows_by_llm_status": {str(k): v for k, v in sorted(status.items(), key=lambda kv: str(kv[0]))},
-        "hallucination_rate": round(status["hallucinated"] / answered, 4) if answered else None,
+        "rows_by_llm_status": rows_by_llm_status,
+        "hallucination_rate": round(rows_by_llm_status.get("hallucinated", 0) / answered, 4) if answered else None,
     }
     ledger = staging / "_llm_budget.json"
     if ledger.exists():

@@ -78,7 +78,8 @@ def account(
 
 def summarize(out_dir: Path, input_keys: list[tuple]) -> dict[str, Any]:
     rows = read_columns(out_dir / "data", ["source", "source_item", "frame_index", "split", "emotion",
-                                            "task", "au_present", "face_id", "text_source", "grounding_verdict"])
+                                            "task", "au_present", "face_id", "text_source", "grounding_verdict",
+                                            "llm_status"])
     rejects = read_columns(out_dir / "rejects", ["source", "source_item", "frame_index", "stage", "reason"])
     reject_records: list[tuple[tuple, str, str]] = []
     if rejects is not None:
@@ -92,7 +93,7 @@ def summarize(out_dir: Path, input_keys: list[tuple]) -> dict[str, Any]:
         counts["rows_by_task"] = dict(sorted(Counter(rows.column("task").to_pylist()).items()))
         emotions = Counter(str(e) for e in rows.column("emotion").to_pylist())
         counts["rows_by_emotion"] = dict(sorted(emotions.items()))
-        for column in ("text_source", "grounding_verdict"):
+        for column in ("text_source", "grounding_verdict", "llm_status"):
             counts[f"rows_by_{column}"] = dict(sorted(Counter(map(str, rows.column(column).to_pylist())).items()))
     return counts
 
