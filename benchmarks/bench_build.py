@@ -1,18 +1,21 @@
 """Benchmark: end-to-end `fea build` against a plain single-process loop, in the same command.
 
-The baseline only decodes each image and runs the MediaPipe Face Landmarker on it, one after the
-other, in this process. The build runs as a subprocess, `--repeat` times alternating with the
-baseline (the median ratio is reported: the machine may be shared); its peak memory is the largest
-sum of resident memory over its process tree, sampled every 50 ms. Validation (Great Expectations
-and the project checks) is timed on the build's output, in this process. Time per stage comes from
-running the stages one after the other, in this process, on up to 200 of the images.
-Ratios, not absolute times, are what to compare across machines.
+The baseline (the yardstick of issue 7) only decodes each image and runs MediaPipe's Face
+Landmarker on it through MediaPipe's own API, one image after the other, in this process. The
+build runs as a subprocess exactly as a user runs it (`fea build`, validation included), `--repeat`
+times alternating with the baseline; the median ratio of their throughputs is reported (the
+machine may be shared). A build's peak memory is the largest sum of resident memory over its process
+tree (driver, Beam workers, the validation process), sampled every 50 ms. Its phases come from the
+build itself: `manifest.json["timings_s"]` and `validation/result.json["seconds"]`. Time per stage
+comes from running the stages one after the other, in this process, on up to `--profile-images`
+images. Ratios, not absolute times, are what to compare across machines.
 
-    python benchmarks/bench_build.py --corpus ../shared/corpora/faces-in-the-wild-sample --n 1000
-    python benchmarks/bench_build.py --corpus ... --n 1000 --running-mode multi_processing --repeat 3
+    python benchmarks/bench_build.py --corpus ../shared/corpora/faces-in-the-wild-sample --n 5000
+    python benchmarks/bench_build.py --corpus ... --n 500,5000 --repeat 2 --json bench.json
 
-For n larger than the corpus, images are repeated with light augmentation (mirror, brightness),
-so every input is a distinct file with distinct bytes.
+With several N (comma-separated), each is run in turn and the peak-memory ratio of the largest to
+the smallest N is reported. For N larger than the corpus, images are repeated with light
+augmentation (mirror, brightness), so every input is a distinct file with distinct bytes.
 """
 
 from __future__ import annotations
@@ -60,36 +63,54 @@ def make_corpus(src: Path, n: int, dst: Path) -> Path:
     return dst
 
 
-def plain_loop(corpus: Path) -> dict:
-    """Decode + Face Landmarker, single process, no pipeline."""
-    from pipeline.models.landmarker import FaceLandmarker
+def plain_loop(corpus: Path, pin: bool = False) -> dict:
+    """Decode + MediaPipe Face Landmarker (its public API, results as it returns them), one process.
+    `pin`: on one core (a reference: a plain loop is not pinned)."""
+    import mediapipe as mp
+    from mediapipe.tasks.python import vision
+    from mediapipe.tasks.python.core.base_options import BaseOptions
 
-    paths = sorted((corpus / "images").iterdir())
-    landmarker = FaceLandmarker(max_faces=4)
-    landmarker.detect(np.zeros((64, 64, 3), np.uint8))  # warm-up
-    start = time.perf_counter()
-    faces = 0
-    for path in paths:
-        rgb = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
-        faces += bool(landmarker.detect(rgb))
-    seconds = time.perf_counter() - start
-    landmarker.close()
-    return {"images": len(paths), "seconds": seconds, "images_per_s": len(paths) / seconds, "with_face": faces}
+    from pipeline.models.files import resolve_model
+
+    if pin:
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    options = vision.FaceLandmarkerOptions(
+        base_options=BaseOptions(model_asset_buffer=resolve_model("face_landmarker").path.read_bytes()),
+        running_mode=vision.RunningMode.IMAGE, num_faces=4,  # the build's detect.max_faces
+        output_face_blendshapes=True, output_facial_transformation_matrixes=True,
+    )
+    landmarker = vision.FaceLandmarker.create_from_options(options)
+    try:
+        paths = sorted((corpus / "images").iterdir())
+        landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.zeros((64, 64, 3), np.uint8)))
+        start = time.perf_counter()
+        faces = 0
+        for path in paths:
+            rgb = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+            result = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
+            faces += bool(result.face_landmarks)
+        seconds = time.perf_counter() - start
+    finally:
+        landmarker.close()
+        if pin:
+            os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+    return {"images": len(paths), "seconds": round(seconds, 3), "images_per_s": round(len(paths) / seconds, 3),
+            "with_face": faces, "pinned": pin}
 
 
 def stage_profile(corpus: Path, limit: int = 200) -> dict:
     """Milliseconds per input image spent in each stage, the rows and the Parquet write, running the
-    stages one after the other in this process (no Beam) on the first `limit` images."""
+    stages one after the other in this process (no Beam) on the first `limit` images. The Parquet
+    write goes through Beam's own row-to-Arrow step and pyarrow's writer, as in a build."""
     import apache_beam as beam
-    import pyarrow as pa
     import pyarrow.parquet as pq
+    from apache_beam.io.parquetio import _RowDictionariesToArrowTable
 
     from pipeline.build import enumerate_inputs
     from pipeline.config import load_config
-    from pipeline.io.rows import instruction_row
+    from pipeline.io.rows import ToRows
     from pipeline.io.schema import arrow_schema
     from pipeline.models.files import resolve_model
-    from pipeline.splits import assign_split
     from pipeline.stages.align import AlignStage
     from pipeline.stages.au import AUStage, BlendshapeAUMapping
     from pipeline.stages.decode import DecodeStage
@@ -115,6 +136,7 @@ def stage_profile(corpus: Path, limit: int = 200) -> dict:
     for stage in stages:
         stage.setup()
     versions = dict.fromkeys(["detector", "au_model", "templates_version", "pipeline_version", "params_hash"], "bench")
+    to_rows = ToRows(config.split, versions)
     seconds: Counter = Counter()
     rows = []
     for item in items:
@@ -125,11 +147,18 @@ def stage_profile(corpus: Path, limit: int = 200) -> dict:
             elements = [out for out in outputs if not isinstance(out, beam.pvalue.TaggedOutput)]
             seconds[stage.name] += time.perf_counter() - start
         start = time.perf_counter()
-        rows += [instruction_row(inst, assign_split(inst.sample, config.split), versions) for inst in elements]
+        rows += [row for inst in elements for row in to_rows.process(inst)]
         seconds["rows"] += time.perf_counter() - start
+    schema = arrow_schema("record")
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema("record")), Path(tmp) / "bench.parquet")
+        to_arrow = _RowDictionariesToArrowTable(schema, row_group_buffer_size=8 * 2**20, record_batch_size=64)
+        with pq.ParquetWriter(Path(tmp) / "bench.parquet", schema, compression="zstd") as writer:
+            for row in rows:
+                for table in to_arrow.process(row, w=None):
+                    writer.write_table(table)
+            for table in to_arrow.finish_bundle():
+                writer.write_table(table.value)
         seconds["parquet_write"] += time.perf_counter() - start
     for stage in stages:
         stage.teardown()
@@ -146,12 +175,14 @@ def tree_rss(proc: psutil.Process) -> int:
     return total
 
 
-def run_build(corpus: Path, out: Path, extra: list[str]) -> dict:
-    """`fea build` as a subprocess, without validation (timed separately)."""
+def run_build(corpus: Path, out: Path, extra: list[str], validate: bool) -> dict:
+    """`fea build` as a subprocess, as a user runs it (with validation unless told otherwise)."""
     # Dedup off: the repeated corpus would lose its copies, and every input should cost the same work.
-    cmd = [sys.executable, "-m", "pipeline.cli", "build", "--no-progress", "--no-validate",
+    cmd = [sys.executable, "-m", "pipeline.cli", "build", "--no-progress",
            "--set", "dedup.enabled=false", "--set", "output.overwrite=true",
            "--source", f"csv:{corpus},image_dir=images", "-o", str(out), *extra]
+    if not validate:
+        cmd.append("--no-validate")
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ps = psutil.Process(proc.pid)
@@ -173,66 +204,81 @@ def run_build(corpus: Path, out: Path, extra: list[str]) -> dict:
         raise SystemExit(f"build failed ({proc.returncode}):\n{stderr[-3000:]}")
     manifest = json.loads((out / "manifest.json").read_text())
     counts = manifest["counts"]
-    return {"seconds": round(seconds, 3), "images_per_s": round(counts["inputs"] / seconds, 3),
-            "peak_rss_mb": round(peak / 2**20, 1), "inputs": counts["inputs"], "accepted": counts["accepted_inputs"],
-            "rows": counts["rows"], "pipeline_seconds": manifest["build_seconds"]}
+    run = {"seconds": round(seconds, 3), "images_per_s": round(counts["inputs"] / seconds, 3),
+           "peak_rss_mb": round(peak / 2**20, 1), "inputs": counts["inputs"], "accepted": counts["accepted_inputs"],
+           "rows": counts["rows"], "timings_s": manifest.get("timings_s", {})}
+    if validate:
+        result = json.loads((out / "validation" / "result.json").read_text())
+        run["validation"] = {"seconds": result["seconds"], "success": result["success"],
+                             "checks": len(result["checks"])}
+    return run
 
 
-def time_validation(out: Path) -> dict:
-    """Validate the build as `fea build` does after its pipeline, timed in this process."""
-    from pipeline.config import load_config
-    from pipeline.validate import validate_build
-
-    v = load_config(None, []).validate_
-    start = time.perf_counter()
-    report = validate_build(out, load_config(None, []).resolve(v.suite), v.min_accept_rate,
-                            max_duplicate_rate=v.max_duplicate_rate, min_class_accept_ratio=v.min_class_accept_ratio)
-    return {"seconds": round(time.perf_counter() - start, 3), "success": report.success}
+def bench_n(args: argparse.Namespace, n: int, extra: list[str], tmp: Path) -> dict:
+    corpus = make_corpus(args.corpus, n, tmp / f"corpus-{n}")
+    bases, pinned, builds = [], [], []
+    for _ in range(args.repeat):
+        bases.append(plain_loop(corpus))
+        if args.pinned_baseline:
+            pinned.append(plain_loop(corpus, pin=True))
+        builds.append(run_build(corpus, tmp / f"out-{n}", extra, validate=not args.no_validate))
+    profile = stage_profile(corpus, min(n, args.profile_images)) if args.profile_images else None
+    shutil.rmtree(corpus)
+    ratios = [b["images_per_s"] / a["images_per_s"] for a, b in zip(bases, builds, strict=True)]
+    figures: dict = {
+        "n": n,
+        "baseline_plain_loop": {"images_per_s": round(median(b["images_per_s"] for b in bases), 3), "runs": bases},
+        "build": {"images_per_s": round(median(b["images_per_s"] for b in builds), 3),
+                  "seconds": median(b["seconds"] for b in builds),
+                  "peak_rss_mb": median(b["peak_rss_mb"] for b in builds), "runs": builds},
+        "ratio_build_over_baseline_throughput": round(median(ratios), 3),
+        "ratios": [round(r, 3) for r in ratios],
+        "stage_profile": profile,
+    }
+    if pinned:
+        figures["baseline_pinned_loop"] = {"images_per_s": round(median(b["images_per_s"] for b in pinned), 3),
+                                           "runs": pinned}
+        figures["ratio_build_over_pinned_loop"] = round(median(
+            b["images_per_s"] / a["images_per_s"] for a, b in zip(pinned, builds, strict=True)), 3)
+    if not args.no_validate and profile:
+        # Share of the build's wall time spent writing Parquet and validating. Writing runs inside the
+        # workers; its time is the in-process profile's (one core) scaled to n, so the share is an upper
+        # bound when several workers write at once.
+        shares = []
+        for b in builds:
+            write_s = profile["ms_per_image"]["parquet_write"] * n / 1000
+            shares.append((write_s + b["validation"]["seconds"]) / b["seconds"])
+        figures["parquet_and_validation_share"] = round(median(shares), 4)
+    return figures
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", type=Path, required=True, help="folder with labels.csv and images/")
-    ap.add_argument("--n", type=int, default=None, help="number of images (default: the corpus size)")
+    ap.add_argument("--n", default=None, help="number of images, or several comma-separated (default: corpus size)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--running-mode", choices=["multi_threading", "multi_processing", "in_memory"], default=None,
                     help="Beam direct-runner mode (default: runner.direct_running_mode of params.yaml)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed on to `fea build`")
     ap.add_argument("--repeat", type=int, default=1, help="baseline/build pairs to run (medians are reported)")
+    ap.add_argument("--pinned-baseline", action="store_true",
+                    help="also time the plain loop pinned to one core, and report the build against it")
     ap.add_argument("--profile-images", type=int, default=200, help="images for the per-stage profile (0: skip)")
-    ap.add_argument("--no-validate", action="store_true", help="do not time validation")
+    ap.add_argument("--no-validate", action="store_true", help="build with --no-validate")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
 
     extra = ["--workers", str(args.workers)] + (["--running-mode", args.running_mode] if args.running_mode else [])
+    for item in args.set:
+        extra += ["--set", item]
+    sizes = [int(x) for x in args.n.split(",")] if args.n else [sum(1 for _ in open(args.corpus / "labels.csv")) - 1]
     with tempfile.TemporaryDirectory() as tmp:
-        tmp_path = Path(tmp)
-        n = args.n or sum(1 for _ in open(args.corpus / "labels.csv")) - 1
-        corpus = make_corpus(args.corpus, n, tmp_path / "corpus")
-        bases, builds = [], []
-        for _ in range(args.repeat):
-            bases.append(plain_loop(corpus))
-            builds.append(run_build(corpus, tmp_path / "out", extra))
-        validation = None if args.no_validate else time_validation(tmp_path / "out")
-        profile = stage_profile(corpus, min(n, args.profile_images)) if args.profile_images else None
-    ratios = [b["images_per_s"] / a["images_per_s"] for a, b in zip(bases, builds, strict=True)]
-    build_s = median(b["seconds"] for b in builds)
-    figures: dict = {
-        "n": n,
-        "cpu_count": os.cpu_count(),
-        "build_args": extra,
-        "baseline_plain_loop": {"images_per_s": round(median(b["images_per_s"] for b in bases), 3), "runs": bases},
-        "build": {"images_per_s": round(median(b["images_per_s"] for b in builds), 3), "seconds": build_s,
-                  "peak_rss_mb": median(b["peak_rss_mb"] for b in builds), "runs": builds},
-        "ratio_build_over_baseline_throughput": round(median(ratios), 3),
-        "ratios": [round(r, 3) for r in ratios],
-        "validation": validation,
-        "stage_profile": profile,
-    }
-    if validation and profile:
-        # Parquet write time at this n, extrapolated from the profile (it is per row, linear in n).
-        write_s = profile["ms_per_image"]["parquet_write"] * n / 1000
-        share = (write_s + validation["seconds"]) / (build_s + validation["seconds"])
-        figures["parquet_and_validation_share"] = round(share, 4)
+        runs = [bench_n(args, n, extra, Path(tmp)) for n in sizes]
+    figures: dict = {"cpu_count": os.cpu_count(), "build_args": extra, **runs[-1]}
+    if len(runs) > 1:
+        figures["by_n"] = runs
+        small, large = runs[0]["build"]["peak_rss_mb"], runs[-1]["build"]["peak_rss_mb"]
+        figures["peak_rss_ratio_largest_over_smallest_n"] = round(large / small, 3)
     print(json.dumps(figures, indent=2))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))

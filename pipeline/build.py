@@ -6,12 +6,14 @@ so a reader never sees a half-written build.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import time
 from collections import Counter
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,19 +23,17 @@ from apache_beam.io.parquetio import WriteToParquet
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import __version__
-from pipeline.config import Config, ConfigError
+from pipeline.config import Config, ConfigError, OutputConfig
 from pipeline.errors import LLMStopped, PipelineFailed
 from pipeline.io.manifest import summarize, write_manifest
-from pipeline.io.rows import instruction_row, reject_row
+from pipeline.io.rows import ToRows, reject_row
 from pipeline.io.schema import arrow_schema, schema_version
-from pipeline.llm.batch import merge_request_files
-from pipeline.llm.prompts import PromptBook
 from pipeline.models.files import ModelFile, resolve_model, resolve_weights
 from pipeline.progress import CountProgress, ProgressDisplay
 from pipeline.record import Reject, SourceItem
 from pipeline.release import write_dataset_card
 from pipeline.sources import make_source
-from pipeline.splits import assign_split, unit_hash
+from pipeline.splits import unit_hash
 from pipeline.stages.align import AlignStage
 from pipeline.stages.au import AUStage, BlendshapeAUMapping
 from pipeline.stages.au_pyfeat import PyFeatAUMapping, PyFeatAUStage
@@ -43,11 +43,11 @@ from pipeline.stages.decode import DecodeStage
 from pipeline.stages.dedup import DedupStage
 from pipeline.stages.detect import DetectStage
 from pipeline.stages.landmarks_fan import FanLandmarksStage
-from pipeline.stages.llm import LLMStage
 from pipeline.stages.render import RenderStage
 from pipeline.stages.synergy import Prototypes, SynergyStage
 from pipeline.stages.verify import VerifyStage
 from pipeline.templating import TemplateLibrary
+from pipeline.validate import SuiteProcess, validate_build
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,27 @@ def pipeline_options(config: Config) -> PipelineOptions:
     return PipelineOptions(args)
 
 
+def parquet_writer(prefix: Path, schema, output: OutputConfig) -> WriteToParquet:
+    """Beam's Parquet sink with the build's naming (`<prefix>-00000-of-00002.parquet`) and codec. Beam's
+    default buffers 64 MB per writer before it writes a row group; `output.row_group_mb` bounds that, so a
+    worker's memory stays flat whatever the size of the build."""
+    return WriteToParquet(
+        str(prefix), schema, codec="none" if output.compression == "none" else output.compression,
+        file_name_suffix=".parquet", shard_name_template="-SSSSS-of-NNNNN",
+        row_group_buffer_size=int(output.row_group_mb * 2**20), record_batch_size=64,
+    )
+
+
+def pin_scope(config: Config) -> str | None:
+    """How the face model is pinned to a core (runner.pin_cpus): the whole worker when each worker is a
+    process of its own, else only the thread that runs it (several landmarkers share one process)."""
+    runner = config.runner
+    if not runner.pin_cpus:
+        return None
+    shared = runner.runner == "DirectRunner" and runner.direct_running_mode != "multi_processing"
+    return "thread" if shared else "process"
+
+
 def _then(pcoll, label: str, stage, rejects: list):
     result = pcoll | label >> beam.ParDo(stage).with_outputs(REJECTS, main="ok")
     rejects.append(result[REJECTS])
@@ -127,6 +148,14 @@ def _batched(samples, label: str, step, au_cfg, min_batch: int, max_batch: int, 
 
 
 def build(config: Config, progress: bool = True, validate: bool = True) -> BuildResult:
+    with contextlib.ExitStack() as stack:
+        # Great Expectations loads in a process of its own while the pipeline runs, then runs the suite
+        # there in parallel with the project checks (pipeline.validate.SuiteProcess).
+        suite_executor = stack.enter_context(SuiteProcess()) if validate else None
+        return _build(config, progress, validate, suite_executor)
+
+
+def _build(config: Config, progress: bool, validate: bool, suite_executor: Executor | None) -> BuildResult:
     started = time.monotonic()
     quiet_native_logs()
     out_dir = config.resolve(config.output.dir)
@@ -173,7 +202,6 @@ def build(config: Config, progress: bool = True, validate: bool = True) -> Build
              len(items) + len(read_rejects), len(read_rejects), len(config.sources))
 
     record_schema = arrow_schema("record")
-    codec = "none" if config.output.compression == "none" else config.output.compression
     stage_rejects: list = []
     progress_dir = staging / "_progress"
     p = beam.Pipeline(options=pipeline_options(config))
@@ -184,7 +212,8 @@ def build(config: Config, progress: bool = True, validate: bool = True) -> Build
         | "Progress" >> beam.ParDo(CountProgress(str(progress_dir)))
     )
     samples = _then(samples, "Decode", DecodeStage(config.decode), stage_rejects)
-    samples = _then(samples, "Detect", DetectStage(config.detect, str(landmarker_file.path)), stage_rejects)
+    detect = DetectStage(config.detect, str(landmarker_file.path), pin=pin_scope(config))
+    samples = _then(samples, "Detect", detect, stage_rejects)
     if config.detect.landmarks == "face-alignment":
         d = config.detect
         samples = _batched(samples, "FanLandmarks", FanLandmarksStage(str(models["fan_2d"].path), d.fan_device),
@@ -220,25 +249,17 @@ def build(config: Config, progress: bool = True, validate: bool = True) -> Build
                         | "BatchForLLM" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.llm.batch_size)
                         | "LLM" >> beam.ParDo(llm_stage(config, staging)))
     instructions = _then(instructions, "Verify", VerifyStage(), stage_rejects)
-    split_cfg = config.split
-    rows = instructions | "ToRows" >> beam.Map(
-        lambda inst: instruction_row(inst, assign_split(inst.sample, split_cfg), versions)
-    )
+    rows = instructions | "ToRows" >> beam.ParDo(ToRows(config.split, versions))
     by_split = rows | "BySplit" >> beam.Partition(lambda row, _n: splits.index(row["split"]), len(splits))
     for name, part in zip(splits, by_split, strict=True):
-        part | f"Write[{name}]" >> WriteToParquet(
-            str(staging / "data" / name), record_schema, codec=codec,
-            file_name_suffix=".parquet", shard_name_template="-SSSSS-of-NNNNN",
-        )
+        part | f"Write[{name}]" >> parquet_writer(staging / "data" / name, record_schema, config.output)
     (
         [p | "ReadRejects" >> beam.Create(read_rejects, reshuffle=False), *stage_rejects]
         | "AllRejects" >> beam.Flatten()
         | "RejectRows" >> beam.Map(reject_row, versions)
-        | "WriteRejects" >> WriteToParquet(
-            str(staging / "rejects" / "rejects"), arrow_schema("reject"), codec=codec,
-            file_name_suffix=".parquet", shard_name_template="-SSSSS-of-NNNNN",
-        )
+        | "WriteRejects" >> parquet_writer(staging / "rejects" / "rejects", arrow_schema("reject"), config.output)
     )
+    pipeline_started = time.monotonic()
     with ProgressDisplay(progress_dir, total=len(items), enabled=progress):
         try:
             result = p.run()
@@ -252,6 +273,7 @@ def build(config: Config, progress: bool = True, validate: bool = True) -> Build
             raise PipelineFailed(f"the pipeline failed ({describe(exc)[:500]}); nothing was published"
                                  + (f", {out_dir} is unchanged" if out_dir.exists() else "")
                                  + f"; partial output left in {staging}") from exc
+    pipeline_seconds = time.monotonic() - pipeline_started
     shutil.rmtree(progress_dir, ignore_errors=True)
     input_keys = [(i.source, i.source_item, i.frame_index) for i in items]
     input_keys += [(r.source, r.source_item, r.frame_index) for r in read_rejects]
@@ -275,17 +297,19 @@ def build(config: Config, progress: bool = True, validate: bool = True) -> Build
         "splits": splits,
         "params": config.model_dump(mode="json", by_alias=True, exclude={"base_dir"}),
         "build_seconds": round(time.monotonic() - started, 2),
+        # Where the time went: set-up (inputs, templates, graph), the Beam run, the counts read back.
+        "timings_s": {"setup": round(pipeline_started - started, 2), "pipeline": round(pipeline_seconds, 2),
+                      "summary": round(time.monotonic() - pipeline_started - pipeline_seconds, 2)},
     }
     write_manifest(staging, manifest)
     write_dataset_card(staging)  # <out>/README.md: the Hugging Face dataset card of the release
     report = None
     if validate:
-        from pipeline.validate import validate_build
-
         v = config.validate_
         report = validate_build(
             staging, config.resolve(v.suite), v.min_accept_rate,
             max_duplicate_rate=v.max_duplicate_rate, min_class_accept_ratio=v.min_class_accept_ratio,
+            reverify_rows=v.reverify_rows, suite_executor=suite_executor,
         )
         if not report.success:
             raise ValidationFailed(staging, report)
@@ -303,6 +327,8 @@ def check_llm(config: Config, template_tasks: list[str]) -> None:
     llm = config.llm
     if not llm.enabled:
         return
+    from pipeline.llm.prompts import PromptBook  # the LLM modules (openai) load only when the stage is on
+
     PromptBook(config.resolve(llm.prompts))
     unknown = sorted(set(llm.tasks) - set(template_tasks))
     if unknown:
@@ -312,7 +338,9 @@ def check_llm(config: Config, template_tasks: list[str]) -> None:
                           "is not set; export the API key there (any non-empty value for a local server)")
 
 
-def llm_stage(config: Config, staging: Path) -> LLMStage:
+def llm_stage(config: Config, staging: Path):
+    from pipeline.stages.llm import LLMStage
+
     llm = config.llm
     # Each worker process gets its share, so all workers together never exceed llm.max_concurrency.
     workers = config.runner.num_workers if config.runner.runner == "DirectRunner" else 1
@@ -341,6 +369,8 @@ def summarize_llm(config: Config, staging: Path, rows_by_llm_status: dict[str, i
         ledger.unlink()
     batch_dir = staging / "_llm_batch"
     if batch_dir.exists():
+        from pipeline.llm.batch import merge_request_files
+
         summary["batch_requests"] = merge_request_files(batch_dir.glob("*.jsonl"), staging / "llm_batch_requests.jsonl")
         shutil.rmtree(batch_dir)
     return summary

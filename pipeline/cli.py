@@ -144,14 +144,17 @@ def _print_validation(report) -> None:
 
 def cmd_validate(args) -> int:
     from pipeline.config import load_config
-    from pipeline.validate import validate_build
+    from pipeline.validate import SuiteProcess, validate_build
 
     config = load_config(args.params)
     suite = args.suite or config.resolve(config.validate_.suite)
     rate = config.validate_.min_accept_rate if args.min_accept_rate is None else args.min_accept_rate
     v = config.validate_
-    report = validate_build(args.dir, suite, rate, report_dir=args.report_dir, max_duplicate_rate=v.max_duplicate_rate,
-                            min_class_accept_ratio=v.min_class_accept_ratio)
+    with SuiteProcess() as suite_executor:  # the GX suite runs beside the project checks
+        report = validate_build(
+            args.dir, suite, rate, report_dir=args.report_dir, max_duplicate_rate=v.max_duplicate_rate,
+            min_class_accept_ratio=v.min_class_accept_ratio, reverify_rows=args.reverify_rows,
+            suite_executor=suite_executor)
     _print_validation(report)
     return EXIT_OK if report.success else EXIT_FAILED
 
@@ -278,6 +281,9 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--min-accept-rate", type=float, default=None,
                    help="fail if a smaller share of inputs was accepted (default: params validate.min_accept_rate)")
     v.add_argument("--report-dir", type=Path, default=None, help="where to write the result (default: DIR/validation)")
+    v.add_argument("--reverify-rows", type=int, default=None,
+                   help="re-read only this many answers with the grounding verifier, spread over the rows "
+                        "(default: every row; a build's own validation uses params validate.reverify_rows)")
 
     i = sub.add_parser("inspect", help="counts, label distribution and a few rendered samples of a build")
     i.add_argument("dir", type=Path, help="build folder")

@@ -40,6 +40,8 @@ class RunnerConfig(Section):
     runner: str = "DirectRunner"
     direct_running_mode: Literal["in_memory", "multi_processing", "multi_threading"] = "multi_processing"
     num_workers: int = Field(default=2, ge=1)
+    pin_cpus: bool = Field(default=True, description="each worker's face model on a CPU core of its own "
+                           "(Linux; skipped when every core is taken)")
     extra_options: list[str] = Field(default_factory=list, description="passed to Beam PipelineOptions")
 
 
@@ -179,6 +181,9 @@ class OutputConfig(Section):
     dir: str = "build/demo"
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
     overwrite: bool = True
+    row_group_mb: float = Field(
+        default=8.0, gt=0, description="rows are written in row groups of about this many MB (uncompressed); "
+        "a writer holds at most one such group in memory, so memory does not grow with the build")
 
 
 class ValidateConfig(Section):
@@ -188,6 +193,9 @@ class ValidateConfig(Section):
     min_class_accept_ratio: float = Field(
         default=0.5, ge=0, le=1, description="an emotion's acceptance rate vs the overall rate, at least"
     )
+    reverify_rows: int | None = Field(
+        default=2000, ge=1, description="answers a build's validation re-reads with the grounding verifier, spread "
+        "over the rows (the verify stage has judged every row); None = every row. `fea validate` reads every row")
 
 
 class Config(Section):

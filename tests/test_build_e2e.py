@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -133,7 +134,10 @@ def test_splits_are_subject_disjoint(shared_build: Path) -> None:
 
 
 def test_rebuild_is_identical(demo_build: Path, tmp_path: Path) -> None:
+    """Same rows from another running mode; an in-process build leaves the caller's
+    thread on all its cores (the face model is pinned to one core only while the build runs)."""
     again = tmp_path / "again"
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     assert main(["build", "--no-progress", "--no-validate", "--running-mode", "in_memory", "-o", str(again)]) == 0
     cols = ["sample_id", "task", "template_id", "conversations", "au_intensity", "split"]
 
@@ -141,6 +145,8 @@ def test_rebuild_is_identical(demo_build: Path, tmp_path: Path) -> None:
         return sorted(read_rows(out, cols).to_pylist(), key=lambda r: r["sample_id"])
 
     assert rows(again) == rows(demo_build)
+    if cores is not None:
+        assert os.sched_getaffinity(0) == cores
 
 
 def test_new_seed_changes_the_mix(demo_build: Path, tmp_path: Path) -> None:

@@ -66,3 +66,13 @@ def test_mentions() -> None:
     assert (claims.affirmed_emotions, claims.denied_emotions) == ({"sadness"}, {"happiness"})
     assert disagreements("Neutral.", "neutral", [], "fe_recognition") == []
     assert disagreements("Neutral.", "fear", [], "fe_recognition")
+
+
+def test_a_spread_sample_reverifies_part_of_the_rows() -> None:
+    convs = frame()["conversations"].tolist()
+    convs[1] = [convs[1][0], {"role": "assistant", "content": "The person looks angry."}]
+    f = frame(conversations=convs)
+    assert not dc.answers_agree_with_labels(f)[1]  # every row: the bad middle row is found
+    name, ok, detail = dc.answers_agree_with_labels(f, rows=2)  # first and last rows only
+    assert ok and detail == "0 of 2 answers (spread sample of 3) disagree with their labels"
+    assert dc.answers_agree_with_labels(f, rows=3)[1] is False  # a sample as large as the frame: every row

@@ -257,3 +257,33 @@ def test_label_tasks_need_emotion_and_mixed_cues_needs_a_conflict(tmp_path: Path
                for name in failed), failed
     assert "expect_column_values_to_be_in_set[fe_au_conflict] where task == 'mixed_cues'" in failed, failed
     assert "expect_column_values_to_be_in_set[task]" not in failed
+
+
+def test_suite_process_gives_the_same_report(valid_build: Path, tmp_path: Path) -> None:
+    """The GX suite run in a separate process (as `fea build` does) reports exactly what it reports here."""
+    from pipeline.validate import SuiteProcess
+
+    here = validate_build(valid_build, SUITE, report_dir=tmp_path / "here")
+    with SuiteProcess() as executor:
+        there = validate_build(valid_build, SUITE, report_dir=tmp_path / "there", suite_executor=executor)
+    assert there.checks == here.checks and there.success
+    assert json.loads(there.result_path.read_text())["seconds"] > 0
+
+
+def test_suite_process_failure_falls_back_to_this_process(valid_build: Path, tmp_path: Path) -> None:
+    from concurrent.futures import Future
+
+    class Broken:
+        def submit(self, *args: Any, **kwargs: Any) -> Future:
+            future: Future = Future()
+            future.set_exception(RuntimeError("process pool died"))
+            return future
+
+    report = validate_build(valid_build, SUITE, report_dir=tmp_path, suite_executor=Broken())
+    assert report.success and any(c.name.startswith("expect_column") for c in report.checks)
+
+
+def test_reverify_sample_is_named_in_the_report(valid_build: Path, tmp_path: Path) -> None:
+    report = validate_build(valid_build, SUITE, report_dir=tmp_path, reverify_rows=2)
+    check = next(c for c in report.checks if c.name == "answer_label_agreement")
+    assert check.success and "2 answers (spread sample of 5)" in check.detail

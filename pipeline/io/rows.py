@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
-from pipeline.record import Instruction, Reject
+import apache_beam as beam
+
+from pipeline.config import SplitConfig
+from pipeline.record import Instruction, Reject, Sample
+from pipeline.splits import assign_split
 
 
 def _round(values, digits: int = 2) -> list:
@@ -16,12 +21,11 @@ def _vector(values, digits: int = 3) -> list | None:
     return None if values is None else [None if v is None else round(float(v), digits) for v in values]
 
 
-def instruction_row(inst: Instruction, split: str, versions: dict[str, str]) -> dict[str, Any]:
-    s = inst.sample
+def face_columns(s: Sample, split: str, versions: dict[str, str]) -> dict[str, Any]:
+    """The columns every row of one face shares: provenance, crop, geometry, labels, AUs, versions."""
     item = s.item
     yaw, pitch, roll = s.pose
     return {
-        "sample_id": inst.sample_id,
         "face_id": s.face_id,
         "source": item.source,
         "source_item": item.source_item,
@@ -60,6 +64,16 @@ def instruction_row(inst: Instruction, split: str, versions: dict[str, str]) -> 
         "fe_au_consistency": s.fe_au_consistency,
         "evidence_aus": list(s.evidence_aus),
         "fe_au_conflict": s.fe_au_conflict,
+        **versions,
+    }
+
+
+def instruction_row(inst: Instruction, split: str, versions: dict[str, str],
+                    face: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One output row. `face`: the face's `face_columns`, when the caller already has them."""
+    return {
+        **(face if face is not None else face_columns(inst.sample, split, versions)),
+        "sample_id": inst.sample_id,
         "task": inst.task,
         "template_id": inst.template_id,
         "conversations": inst.conversations,
@@ -69,8 +83,26 @@ def instruction_row(inst: Instruction, split: str, versions: dict[str, str]) -> 
         "llm_detail": inst.llm_detail,
         "grounding_verdict": inst.grounding_verdict,
         "grounding_reason": inst.grounding_reason,
-        **versions,
     }
+
+
+class ToRows(beam.DoFn):
+    """Instruction -> output row, with its split. The rows of one face arrive one after the other, so the
+    face's shared columns are computed once and reused for its next rows (a one-entry cache)."""
+
+    def __init__(self, split_cfg: SplitConfig, versions: dict[str, str]) -> None:
+        self.split_cfg = split_cfg
+        self.versions = versions
+        self._last: tuple[Sample | None, dict[str, Any]] = (None, {})
+
+    def process(self, inst: Instruction) -> Iterator[dict[str, Any]]:
+        last = self._last  # read once: threads of one worker may share this DoFn
+        if last[0] is inst.sample:
+            face = last[1]
+        else:
+            face = face_columns(inst.sample, assign_split(inst.sample, self.split_cfg), self.versions)
+            self._last = (inst.sample, face)
+        yield instruction_row(inst, face["split"], self.versions, face)
 
 
 def reject_row(reject: Reject, versions: dict[str, str]) -> dict[str, Any]:

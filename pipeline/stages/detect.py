@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from pipeline import affinity
 from pipeline.config import DetectConfig
 from pipeline.models.landmarker import FaceLandmarker
 from pipeline.record import Sample
@@ -27,13 +28,19 @@ class DetectStage(Stage):
     name = "detect"
     reasons = ("no_face", "multiple_faces")
 
-    def __init__(self, cfg: DetectConfig, model_path: str | None = None) -> None:
+    def __init__(self, cfg: DetectConfig, model_path: str | None = None,
+                 pin: affinity.Scope | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.model_path = model_path
+        self.pin = pin  # pin the worker ("process") or this stage's thread ("thread") to a core of its own
+        self.pinned: affinity.Pinned | None = None
         self.landmarker: FaceLandmarker | None = None
 
     def setup(self) -> None:
+        # Before the landmarker: MediaPipe's graph threads inherit the affinity of the thread creating them.
+        if self.pin:
+            self.pinned = affinity.pin(self.pin)
         # Loaded once per worker process; MediaPipe graphs are not shared between threads.
         self.landmarker = FaceLandmarker(
             self.model_path,
@@ -46,6 +53,9 @@ class DetectStage(Stage):
         if self.landmarker is not None:
             self.landmarker.close()
             self.landmarker = None
+        if self.pinned is not None:
+            affinity.unpin(self.pinned)
+            self.pinned = None
 
     def run(self, sample: Sample) -> Iterator:
         assert self.landmarker is not None, "setup() not called"
