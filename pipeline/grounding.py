@@ -47,8 +47,10 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
+from itertools import compress
 from pathlib import Path
+from re import _parser as _sre_parse
 
 from pipeline.config import PROJECT_ROOT
 from pipeline.sources.labels import canonical_emotions, emotion_mentions
@@ -99,10 +101,18 @@ class _Mention:
 @dataclass(frozen=True)
 class _Lexicon:
     emotion_re: re.Pattern
+    emotion_re_lower: re.Pattern | None  # _lower_case_twin(emotion_re), alternatives grouped
     emotion_of: dict[str, str]
+    emotion_mention: dict[str, _Mention]  # emotion_of, as mentions (immutable: shared)
     au_phrases: tuple[tuple[re.Pattern, tuple[str, ...], str], ...]
+    # For _find_mentions, per au_phrases entry: a string its match needs ("" if none); and that
+    # string, its length less the regex's longest match, the rest of its _literal_gate, the regex,
+    # its _lower_case_twin, and its mention, plain and negated.
+    au_phrase_firsts: tuple[str, ...]
+    au_phrase_scan: tuple[tuple[str, int, tuple[tuple[str, ...], ...], re.Pattern, re.Pattern | None,
+                                _Mention, _Mention], ...]
     cues: dict[tuple[str, ...], frozenset[str]]
-    max_cue_len: int
+    cue_lengths: dict[str, tuple[int, ...]]  # first word -> lengths of the cues it starts, longest first
     negation_words: frozenset[str]
     tasks_stating_emotion: frozenset[str]
 
@@ -138,12 +148,38 @@ def _lexicon(lexicon_path: str = str(LEXICON_FILE), vocabulary_path: str = str(A
     negation_words = frozenset(
         w for p in data["cues"]["negation_clause"] + ["no longer"] for w in _words(p)
     )
+    firsts, scan = [], []
+    for rx, aus, mode in phrases:
+        gate = _literal_gate(rx, keep=None)
+        # Tested first, for all entries at once: the longest string needed on its own.
+        first = max((g[0] for g in gate if len(g) == 1), key=len, default="")
+        rest = tuple(g for g in gate if g != (first,))[:2]
+        firsts.append(first)
+        back = len(first) - _sre_parse.parse(rx.pattern, rx.flags).getwidth()[1]
+        scan.append((first, back, rest, rx, _lower_case_twin(rx),
+                     _Mention("au", aus, mode, False), _Mention("au", aus, mode, True)))
+    emotion_re_lower = _lower_case_twin(emotion_re)
+    if emotion_re_lower and all(w[:1].isascii() and w[:1].isalnum() for w in emotion_of):
+        # The same alternatives grouped by first letter, in order: at a position only the group of
+        # its letter can match, so the matches are the same, and far fewer alternatives are tried.
+        groups: dict[str, list[str]] = {}
+        for w in sorted(emotion_of, key=len, reverse=True):
+            groups.setdefault(w[0], []).append(re.escape(w[1:]).replace(r"\ ", r"\s+"))
+        emotion_re_lower = re.compile(
+            r"\b(" + "|".join(f"{c}(?:{'|'.join(rest)})" for c, rest in groups.items()) + r")\b",
+            emotion_re_lower.flags,
+        )
     return _Lexicon(
         emotion_re=emotion_re,
+        emotion_re_lower=emotion_re_lower,
         emotion_of=emotion_of,
+        emotion_mention={w: _Mention("emotion", (e,), "all", False) for w, e in emotion_of.items()},
         au_phrases=tuple(phrases),
+        au_phrase_firsts=tuple(firsts),
+        au_phrase_scan=tuple(scan),
         cues={k: frozenset(v) for k, v in cues.items()},
-        max_cue_len=max(len(k) for k in cues),
+        cue_lengths={w: tuple(sorted({len(k) for k in cues if k and k[0] == w}, reverse=True))
+                     for w in {k[0] for k in cues if k}},
         negation_words=negation_words,
         tasks_stating_emotion=frozenset(data["tasks_stating_emotion"]),
     )
@@ -152,6 +188,114 @@ def _lexicon(lexicon_path: str = str(LEXICON_FILE), vocabulary_path: str = str(A
 def tasks_stating_emotion() -> frozenset[str]:
     """Tasks whose answer must affirm the labelled emotion (schemas/grounding_lexicon.json)."""
     return _lexicon().tasks_stating_emotion
+
+
+# ----------------------------------------------------------------------------- regex pre-filter
+#
+# Most AU-phrase regexes cannot match most texts, and a substring test is much cheaper than a regex
+# scan. _literal_gate derives from a regex a necessary condition for a match: groups of strings, one
+# of each group occurring in _folded(text). A regex whose gate fails is skipped; one whose gate holds
+# runs as before, so the mentions found are the same.
+
+# Non-ASCII characters that a regex literal ASCII character matches under re.IGNORECASE (found by
+# trying every code point; tests/test_grounding_speed.py checks it), and the ASCII they stand for.
+_FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
+
+
+def _folded(text: str) -> str:
+    """text lower-cased, where each character a literal ASCII pattern character can match (in any
+    case) becomes that ASCII character in lower case, so a run of literals matched is a substring."""
+    return text.lower() if text.isascii() else text.translate(_FOLD).lower()
+
+
+def _required(items: Iterable) -> list[frozenset[str]]:
+    """Groups of strings, one of each occurring in _folded(text) whenever `items` (a parsed regex
+    sequence) matches somewhere in text. Conservative: what it does not understand requires nothing."""
+    groups: list[frozenset[str]] = []
+    run: list[str] = []  # consecutive literal characters: their match is a contiguous substring
+
+    def end_run() -> None:
+        if run:
+            groups.append(frozenset({"".join(run)}))
+            run.clear()
+
+    def flat(items: Iterable) -> Iterable:  # a group's content continues the enclosing sequence
+        for op, av in items:
+            if op is _sre_parse.SUBPATTERN:
+                yield from flat(av[-1])
+            else:
+                yield op, av
+
+    for op, av in flat(items):
+        if op is _sre_parse.LITERAL and av < 128:
+            run.append(chr(av).lower())
+            continue
+        end_run()
+        if op is _sre_parse.BRANCH:
+            # One alternative matches: any of the alternatives' best groups; none if one needs nothing.
+            alternatives = [_required(alt) for alt in av[1]]
+            if all(alternatives):
+                groups.append(frozenset().union(*(max(a, key=_selectivity) for a in alternatives)))
+        elif op in (_sre_parse.MAX_REPEAT, _sre_parse.MIN_REPEAT, _sre_parse.POSSESSIVE_REPEAT) and av[0] >= 1:
+            groups.extend(_required(av[2]))  # matched at least once
+    end_run()
+    return groups
+
+
+_CASE_FREE_OPS = {_sre_parse.AT, _sre_parse.ANY, _sre_parse.CATEGORY, _sre_parse.NEGATE}
+
+
+def _case_free(items: Iterable) -> bool:
+    """Whether a parsed regex sequence matches lower-cased ASCII text with and without IGNORECASE
+    alike: its literals (also in sets and ranges) are ASCII without capitals and it has no
+    inline flags, lookarounds or backreferences. (Word boundaries, \\s, \\d, \\w and . do not depend
+    on case, and with IGNORECASE a character is compared in lower case.)"""
+    for op, av in items:
+        if op is _sre_parse.LITERAL:
+            ok = av < 128 and not chr(av).isupper()
+        elif op is _sre_parse.RANGE:
+            ok = av[1] < 128 and not any(chr(c).isupper() for c in range(av[0], av[1] + 1))
+        elif op is _sre_parse.IN:
+            ok = _case_free(av)
+        elif op is _sre_parse.BRANCH:
+            ok = all(_case_free(alt) for alt in av[1])
+        elif op in (_sre_parse.MAX_REPEAT, _sre_parse.MIN_REPEAT, _sre_parse.POSSESSIVE_REPEAT):
+            ok = _case_free(av[2])
+        elif op is _sre_parse.SUBPATTERN:
+            ok = av[1] == av[2] == 0 and _case_free(av[3])
+        else:
+            ok = op in _CASE_FREE_OPS
+        if not ok:
+            return False
+    return True
+
+
+def _lower_case_twin(rx: re.Pattern) -> re.Pattern | None:
+    """rx without IGNORECASE, which on text.lower() of an ASCII text finds the same spans as rx on
+    the text (case-insensitive matching is several times slower); None where that is not sure."""
+    if rx.flags & re.IGNORECASE and _case_free(_sre_parse.parse(rx.pattern, rx.flags)):
+        return re.compile(rx.pattern, rx.flags & ~re.IGNORECASE)
+    return None
+
+
+def _gate_holds(gate: tuple[tuple[str, ...], ...], folded: str) -> bool:
+    for group in gate:
+        for s in group:
+            if s in folded:
+                break
+        else:
+            return False
+    return True
+
+
+def _selectivity(group: frozenset[str]) -> tuple[int, int]:
+    return min(len(s) for s in group), -len(group)
+
+
+def _literal_gate(rx: re.Pattern, keep: int | None = 3) -> tuple[tuple[str, ...], ...]:
+    """The `keep` (None: all) most selective groups of _required for rx (fewer are still necessary)."""
+    groups = sorted(set(_required(_sre_parse.parse(rx.pattern, rx.flags))), key=_selectivity, reverse=True)
+    return tuple(tuple(sorted(g, key=lambda s: (len(s), s))) for g in groups[:keep])
 
 
 @cache
@@ -172,6 +316,7 @@ _AU_CODE_RE = re.compile(
 )
 _NUMBER_RE = re.compile(r"\d{1,2}")
 _TOKEN_RE = re.compile(r"\d+(?:\.\d+)?|[a-z]+(?:'[a-z]+)?|[^\sa-z\d]", re.IGNORECASE)
+_LINE_TOKEN_RE = re.compile(r"\n|" + _TOKEN_RE.pattern, re.IGNORECASE)  # _TOKEN_RE, and line breaks
 _HARD = {".", "!", "?", ";", ":", "\n"}
 _SOFT = {",", "—", "–", "-"}
 _DROPPED = {"(", ")", "[", "]", '"', "'", "*", "`", "“", "”"}
@@ -186,9 +331,10 @@ _NORMALISE = [
     (re.compile(r"\b(i)'m\b", re.IGNORECASE), r"\1 am"),
     (re.compile(r"\b(they|we|you)'re\b", re.IGNORECASE), r"\1 are"),
 ]
+_NORMALISE_GATES = [_literal_gate(rx) for rx, _ in _NORMALISE]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Token:
     text: str  # lower-case word(s) or punctuation; "" for a mention
     cats: frozenset[str] = frozenset()
@@ -198,53 +344,78 @@ class _Token:
 def _find_mentions(text: str, lex: _Lexicon) -> list[tuple[int, int, _Mention]]:
     found: list[tuple[int, int, _Mention]] = []
     for m in _AU_CODE_RE.finditer(text):
-        numbers = [m.group(1), *_NUMBER_RE.findall(m.group("more") or "")]
-        codes = tuple(dict.fromkeys(f"AU{int(n)}" for n in numbers))
-        found.append((m.start(), m.end(), _Mention("au", codes, "all", False)))
-    for rx, aus, mode in lex.au_phrases:
-        for m in rx.finditer(text):
-            negated = any(w in lex.negation_words for w in _words(m.group(0)))
-            found.append((m.start(), m.end(), _Mention("au", aus, mode, negated)))
-    for m in lex.emotion_re.finditer(text):
-        emotion = lex.emotion_of[" ".join(m.group(0).lower().split())]
-        found.append((m.start(), m.end(), _Mention("emotion", (emotion,), "all", False)))
+        found.append((m.start(), m.end(), _au_code_mention(m.group(1), m.group("more"))))
+    low = _folded(text)
+    ascii_text = text.isascii()  # then low is text.lower(), position for position
+    # compress: the entries whose first needed string occurs (the test runs in C, no Python loop).
+    scan = compress(lex.au_phrase_scan, map(low.__contains__, lex.au_phrase_firsts))
+    for first, back, rest, rx, rx_lower, plain, negated in scan:
+        if rest and not _gate_holds(rest, low):
+            continue  # rx cannot match
+        if ascii_text and rx_lower:
+            # A match holds `first` and is at most len(first) - back long: none starts before `start`.
+            start = low.find(first) + back
+            matches = rx_lower.finditer(low, start if start > 0 else 0)
+        else:
+            matches = rx.finditer(text)
+        for m in matches:
+            mention = negated if any(w in lex.negation_words for w in _words(m.group(0))) else plain
+            found.append((m.start(), m.end(), mention))
+    emotion_lower = lex.emotion_re_lower
+    for m in emotion_lower.finditer(low) if ascii_text and emotion_lower else lex.emotion_re.finditer(text):
+        found.append((m.start(), m.end(), lex.emotion_mention[" ".join(m.group(0).lower().split())]))
     # Longest first, then leftmost; drop mentions overlapping a kept one.
     found.sort(key=lambda f: (-(f[1] - f[0]), f[0]))
     kept: list[tuple[int, int, _Mention]] = []
-    for start, end, mention in found:
-        if all(end <= s or start >= e for s, e, _ in kept):
-            kept.append((start, end, mention))
+    for found_one in found:
+        start, end, _ = found_one
+        for s, e, _ in kept:
+            if end > s and start < e:
+                break
+        else:
+            kept.append(found_one)
     return sorted(kept, key=lambda f: f[0])
 
 
+@lru_cache(maxsize=1024)
+def _au_code_mention(number: str, more: str | None) -> _Mention:
+    numbers = [number, *_NUMBER_RE.findall(more or "")]
+    codes = tuple(dict.fromkeys(f"AU{int(n)}" for n in numbers))
+    return _Mention("au", codes, "all", False)
+
+
+_MENTION_CATS = frozenset({"mention"})
+
+
 def _tokenise(text: str, lex: _Lexicon) -> list[_Token]:
-    for rx, repl in _NORMALISE:
-        text = rx.sub(repl, text)
+    low = _folded(text)
+    for (rx, repl), gate in zip(_NORMALISE, _NORMALISE_GATES, strict=True):
+        if _gate_holds(gate, low):  # else rx cannot match: the sub would change nothing
+            replaced = rx.sub(repl, text)
+            if replaced != text:
+                text, low = replaced, _folded(replaced)
     tokens: list[_Token] = []
     pos = 0
     for start, end, mention in [*_find_mentions(text, lex), (len(text), len(text), None)]:
         tokens.extend(_cue_tokens(_plain_words(text[pos:start]), lex))
         if mention is not None:
-            tokens.append(_Token("", frozenset({"mention"}), mention))
+            tokens.append(_Token("", _MENTION_CATS, mention))
         pos = end
     return tokens
 
 
 def _plain_words(chunk: str) -> list[str]:
-    out: list[str] = []
-    for line_no, line in enumerate(chunk.split("\n")):
-        if line_no:
-            out.append("\n")
-        out.extend(w.lower() for w in _TOKEN_RE.findall(line) if w not in _DROPPED)
-    return out
+    # Tokens never contain "\n", so one scan finds the tokens of each line and the line breaks between.
+    return [w.lower() for w in _LINE_TOKEN_RE.findall(chunk) if w not in _DROPPED]
 
 
 def _cue_tokens(words: list[str], lex: _Lexicon) -> list[_Token]:
     tokens: list[_Token] = []
     i = 0
     while i < len(words):
-        for n in range(min(lex.max_cue_len, len(words) - i), 0, -1):
-            cats = lex.cues.get(tuple(words[i : i + n]))
+        # Longest cue first; only the lengths of cues starting with this word can match.
+        for n in lex.cue_lengths.get(words[i], ()):
+            cats = lex.cues.get(tuple(words[i : i + n])) if n <= len(words) - i else None
             if cats:
                 tokens.append(_Token(" ".join(words[i : i + n]), cats))
                 i += n
@@ -355,16 +526,21 @@ def _np_scope(clause: list[_Token], j: int) -> list[int]:
 
 def _denied(clause: list[_Token], sentence_start: bool) -> set[int]:
     """Indices of the mentions that a negation in the clause denies."""
-    denied = {i for i, t in enumerate(clause) if t.mention is not None and t.mention.negated}
+    mentions = [i for i, t in enumerate(clause) if t.mention is not None]
+    if not mentions:
+        return set()  # nothing to deny
+    denied = {i for i in mentions if clause[i].mention.negated}
     for j, tok in enumerate(clause):
-        before = [i for i in range(j) if _is_mention(clause[i])]
-        after = [i for i in range(j + 1, len(clause)) if _is_mention(clause[i])]
+        if not tok.cats:
+            continue
         if "negation_np" in tok.cats:
             denied.update(_np_scope(clause, j))
         elif "absence" in tok.cats:
             scope = _np_scope(clause, j)
-            denied.update(scope or before)
+            denied.update(scope or [i for i in mentions if i < j])
         elif "negation_clause" in tok.cats:
+            before = [i for i in mentions if i < j]
+            after = [i for i in mentions if i > j]
             if tok.text == "no" and j == 0 and sentence_start and (len(clause) == 1 or not after):
                 continue  # the interjection "No," answering a question
             denied.update(after)
@@ -391,6 +567,17 @@ def extract_claims(text: str) -> Claims:
     """The emotions and AUs that `text` affirms, denies or hedges (see the module docstring)."""
     if not isinstance(text, str):
         raise TypeError(f"extract_claims needs a str, got {type(text).__name__}")
+    # Texts repeat across rows (templates, multi-turn answers); a str subclass skips the cache (its
+    # hash or equality might not be the value's).
+    return _cached_claims(text) if type(text) is str else _extract_claims(text)
+
+
+@lru_cache(maxsize=4096)
+def _cached_claims(text: str) -> Claims:
+    return _extract_claims(text)
+
+
+def _extract_claims(text: str) -> Claims:
     lex = _lexicon()
     sets: dict[str, set[str]] = {
         k: set() for k in ("affirmed_emotions", "denied_emotions", "affirmed_aus", "denied_aus",

@@ -1,0 +1,397 @@
+"""The fast paths of pipeline.grounding change no result.
+
+* Every regex pre-filter (_literal_gate) is a necessary condition: it holds on every text the regex
+  matches, in any case, also with the non-ASCII characters that IGNORECASE maps to ASCII.
+* The lower-case twins of the regexes find the same spans on lower-cased ASCII text, and no match
+  starts before the position the scan starts from.
+* _find_mentions, _tokenise and extract_claims equal the original implementation (kept below as
+  the reference) on the fixture texts, every template answer, and generated texts.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline import grounding as g
+from pipeline.grounding import (
+    _AU_CODE_RE,
+    _DROPPED,
+    _NORMALISE,
+    _NUMBER_RE,
+    _TOKEN_RE,
+    LEXICON_FILE,
+    Claims,
+    _au_keys,
+    _clauses,
+    _framed,
+    _is_mention,
+    _Lexicon,
+    _Mention,
+    _np_scope,
+    _sentences,
+    _Token,
+    _words,
+)
+from pipeline.templating import EXAMPLE_CONTEXTS, TemplateLibrary, build_context, packaged_prototypes
+from pipeline.vocabulary import load_au_vocabulary
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from benchmarks.verifier_eval import load_fixture  # noqa: E402
+from tests.test_render import varied_samples  # noqa: E402
+
+LEX = g._lexicon()
+
+# ----------------------------------------------------------------------------- the reference
+# The original (un-gated, un-cached) implementation, verbatim but for names.
+
+
+def ref_find_mentions(text: str, lex: _Lexicon) -> list[tuple[int, int, _Mention]]:
+    found: list[tuple[int, int, _Mention]] = []
+    for m in _AU_CODE_RE.finditer(text):
+        numbers = [m.group(1), *_NUMBER_RE.findall(m.group("more") or "")]
+        codes = tuple(dict.fromkeys(f"AU{int(n)}" for n in numbers))
+        found.append((m.start(), m.end(), _Mention("au", codes, "all", False)))
+    for rx, aus, mode in lex.au_phrases:
+        for m in rx.finditer(text):
+            negated = any(w in lex.negation_words for w in _words(m.group(0)))
+            found.append((m.start(), m.end(), _Mention("au", aus, mode, negated)))
+    for m in lex.emotion_re.finditer(text):
+        emotion = lex.emotion_of[" ".join(m.group(0).lower().split())]
+        found.append((m.start(), m.end(), _Mention("emotion", (emotion,), "all", False)))
+    found.sort(key=lambda f: (-(f[1] - f[0]), f[0]))
+    kept: list[tuple[int, int, _Mention]] = []
+    for start, end, mention in found:
+        if all(end <= s or start >= e for s, e, _ in kept):
+            kept.append((start, end, mention))
+    return sorted(kept, key=lambda f: f[0])
+
+
+def ref_normalise(text: str) -> str:
+    for rx, repl in _NORMALISE:
+        text = rx.sub(repl, text)
+    return text
+
+
+def ref_tokenise(text: str, lex: _Lexicon) -> tuple[list[tuple[int, int, _Mention]], list[_Token]]:
+    """(the mentions, the tokens) of text."""
+    text = ref_normalise(text)
+    tokens: list[_Token] = []
+    pos = 0
+    mentions = ref_find_mentions(text, lex)
+    for start, end, mention in [*mentions, (len(text), len(text), None)]:
+        tokens.extend(ref_cue_tokens(ref_plain_words(text[pos:start]), lex))
+        if mention is not None:
+            tokens.append(_Token("", frozenset({"mention"}), mention))
+        pos = end
+    return mentions, tokens
+
+
+def ref_plain_words(chunk: str) -> list[str]:
+    out: list[str] = []
+    for line_no, line in enumerate(chunk.split("\n")):
+        if line_no:
+            out.append("\n")
+        out.extend(w.lower() for w in _TOKEN_RE.findall(line) if w not in _DROPPED)
+    return out
+
+
+MAX_CUE_LEN = max(len(k) for k in LEX.cues)
+
+
+def ref_cue_tokens(words: list[str], lex: _Lexicon) -> list[_Token]:
+    tokens: list[_Token] = []
+    i = 0
+    while i < len(words):
+        for n in range(min(MAX_CUE_LEN, len(words) - i), 0, -1):
+            cats = lex.cues.get(tuple(words[i : i + n]))
+            if cats:
+                tokens.append(_Token(" ".join(words[i : i + n]), cats))
+                i += n
+                break
+        else:
+            tokens.append(_Token(words[i]))
+            i += 1
+    return tokens
+
+
+def ref_denied(clause: list[_Token], sentence_start: bool) -> set[int]:
+    denied = {i for i, t in enumerate(clause) if t.mention is not None and t.mention.negated}
+    for j, tok in enumerate(clause):
+        before = [i for i in range(j) if _is_mention(clause[i])]
+        after = [i for i in range(j + 1, len(clause)) if _is_mention(clause[i])]
+        if "negation_np" in tok.cats:
+            denied.update(_np_scope(clause, j))
+        elif "absence" in tok.cats:
+            scope = _np_scope(clause, j)
+            denied.update(scope or before)
+        elif "negation_clause" in tok.cats:
+            if tok.text == "no" and j == 0 and sentence_start and (len(clause) == 1 or not after):
+                continue
+            denied.update(after)
+            k = j + 1
+            while k < len(clause) and "filler_after_negation" in clause[k].cats:
+                k += 1
+            if k >= len(clause) or "presence" in clause[k].cats:
+                denied.update(before)
+            elif j > 0 and "copula" in clause[j - 1].cats:
+                denied.update(i for i in before if clause[i].mention.kind == "emotion")
+    return denied
+
+
+def ref_extract_claims(text: str) -> Claims:
+    return ref_claims(ref_tokenise(text, LEX)[1])
+
+
+def ref_claims(tokens: list[_Token]) -> Claims:
+    sets: dict[str, set[str]] = {
+        k: set() for k in ("affirmed_emotions", "denied_emotions", "affirmed_aus", "denied_aus",
+                           "hedged_emotions", "hedged_aus")
+    }
+    for sentence, question in _sentences(tokens):
+        if question:
+            continue
+        previous_denied = False
+        for n, clause in enumerate(_clauses(sentence)):
+            if any("generic" in t.cats for t in clause):
+                continue
+            hedged = any("hedge" in t.cats for t in clause)
+            denied = ref_denied(clause, sentence_start=n == 0)
+            if previous_denied and "ellipsis" in clause[0].cats:
+                denied |= {i for i, t in enumerate(clause) if _is_mention(t)}
+            if any(_is_mention(t) for t in clause):
+                previous_denied = bool(denied)
+            for i, tok in enumerate(clause):
+                if tok.mention is None or (i in denied and _framed(clause, i)):
+                    continue
+                polarity = "denied" if i in denied else "hedged" if hedged else "affirmed"
+                m = tok.mention
+                kind = "emotions" if m.kind == "emotion" else "aus"
+                values = [m.values[0]] if m.kind == "emotion" else _au_keys(m)
+                sets[f"{polarity}_{kind}"].update(values)
+    return Claims(**{k: frozenset(v) for k, v in sets.items()})
+
+
+def outcome(f: Callable[..., object], *args: object) -> tuple[str, object]:
+    """f(*args), or the exception it raises (an emotion word spelt with "ſ" raises KeyError in both)."""
+    try:
+        return "returns", f(*args)
+    except Exception as e:
+        return "raises", (type(e), str(e))
+
+
+def assert_same(text: str) -> None:
+    """The fast implementation agrees with the reference on `text`, step by step."""
+    expected = outcome(ref_tokenise, text, LEX)
+    if expected[0] == "returns":
+        mentions, tokens = expected[1]
+        assert g._find_mentions(ref_normalise(text), LEX) == mentions, text
+        assert g._tokenise(text, LEX) == tokens, text
+        expected = outcome(ref_claims, tokens)
+    assert outcome(g._extract_claims, text) == expected, text
+    assert outcome(g.extract_claims, text) == expected, text  # through the cache
+
+
+# ----------------------------------------------------------------------------- texts
+
+_DATA = json.loads(LEXICON_FILE.read_text())
+_VOCAB = load_au_vocabulary(ROOT / "schemas" / "au_vocabulary.csv")
+_PHRASE_WORDS = sorted({w for e in _DATA["au_phrases"] for p in e["patterns"] for w in re.findall(r"[a-z]+", p)})
+_WORDS = sorted(
+    set(LEX.emotion_of) | set(_DATA["modifiers"]) | {p for ps in _DATA["cues"].values() for p in ps}
+    | {row["name"] for row in _VOCAB} | set(_PHRASE_WORDS)
+    | {"isn't", "can't", "cannot", "won't", "doesn't", "it's", "she's", "they're", "I'm", "e.g.", "i.e.", "vs.",
+       "crow's feet", "lip-corner puller", "down-turned", "wide-eyed", "the", "face", "shows", "and", "or", "but",
+       "with", "without", "is", "are", "not", "no", "neither", "nor", "might", "typically", "if", "present"}
+)
+_AU_FORMS = ["AU{a}", "AU {a}", "AU-{a}", "au{a}", "A.U. {a}", "AU #{a}", "action unit {a}", "Action Units {a} and {b}",
+             "AUs {a}, {b} and {c}", "AU{a}+AU{b}", "AU{a}/{b}", "AU {a} & {b}", "AU{a}C", "AU{a}{b}", "AU{a}.5",
+             "AU {a} of {b}", "AU{a}, or AU{b}", "AU {a} nor {b}", "AU{a}x"]
+_PUNCT = [".", ",", ";", ":", "!", "?", "-", "—", "–", "(", ")", "[", "]", "'", '"', "“", "”", "’", "‘", "`", "*",
+          "\n", "...", " - "]
+_SEPARATORS = [" ", " ", " ", "", "\n", ", ", ". ", "  "]
+_CASE_VARIANTS = {"i": "iI\u0131\u0130", "s": "sS\u017f", "k": "kK\u212a"}  # with what IGNORECASE folds to ASCII
+
+
+def _vary_case(text: str, rng: random.Random) -> str:
+    mode = rng.random()
+    if mode < 0.5:
+        return text
+    if mode < 0.6:
+        return text.upper()
+    if mode < 0.7:
+        return text.title()
+    return "".join(rng.choice(_CASE_VARIANTS.get(c.lower(), c + c.swapcase())) if rng.random() < 0.3 else c
+                   for c in text)
+
+
+def _piece(rng: random.Random) -> str:
+    kind = rng.random()
+    if kind < 0.15:
+        a, b, c = (rng.choice([1, 2, 4, 5, 6, 7, 9, 12, 15, 17, 20, 23, 25, 26, 99, 123, 0]) for _ in range(3))
+        return rng.choice(_AU_FORMS).format(a=a, b=b, c=c)
+    if kind < 0.25:
+        return rng.choice(_PUNCT)
+    return rng.choice(_WORDS)
+
+
+def _random_text(rng: random.Random) -> str:
+    parts = []
+    for _ in range(rng.randint(1, 30)):
+        parts += [_vary_case(_piece(rng), rng), rng.choice(_SEPARATORS)]
+    return "".join(parts)
+
+
+def _template_texts() -> list[str]:
+    library = TemplateLibrary(ROOT / "templates")
+    contexts = [build_context(s, _VOCAB, packaged_prototypes(), f"0|{s.face_id}") for s in varied_samples(60)]
+    contexts += [dict(c) for c in EXAMPLE_CONTEXTS]
+    texts: set[str] = set()
+    for task in library.tasks:
+        requires, turns = library.requires(task), library.turn_counts(task)
+        for context in contexts:
+            if ("emotion" in requires and context["emotion"] is None) or (
+                    "conflict" in requires and not context["conflict"]):
+                continue
+            for a in range(max(n for _, n in turns)):
+                _, conv = library.render_turns(task, context, [(0, a % n) for _, n in turns])
+                answers = [t["content"] for t in conv if t["role"] == "assistant"]
+                texts.update(answers)
+                texts.add("\n".join(answers))
+    return sorted(texts)
+
+
+# ----------------------------------------------------------------------------- regex pre-filters
+
+
+def test_fold_table_is_every_non_ascii_match_of_an_ascii_literal() -> None:
+    everything = "".join(chr(c) for c in range(128, sys.maxunicode + 1))
+    found: dict[str, str] = {}
+    for code in range(128):
+        literal = re.escape(chr(code))
+        for flags in (0, re.IGNORECASE, re.IGNORECASE | re.ASCII):
+            for m in re.finditer(literal, everything, flags):
+                assert found.setdefault(m.group(), chr(code).lower()) == chr(code).lower()
+            # ASCII matches are the case variants, which lower() unites.
+            assert {c.lower() for c in map(chr, range(128)) if re.fullmatch(literal, c, flags)} == {chr(code).lower()}
+    assert found == {chr(k): v for k, v in g._FOLD.items()}
+    assert g._folded("Smıle ſMİLE SMILE") == "smile smile smile"
+
+
+def test_literal_gate_reads_patterns_conservatively() -> None:
+    def gate(pattern: str, flags: int = re.IGNORECASE) -> set[tuple[str, ...]]:
+        return set(g._literal_gate(re.compile(pattern, flags), keep=None))
+
+    assert gate(r"\b(?:(?:raised|lifted) (?:eye)?brows?)\b") == {("lifted", "raised"), (" ",), ("brow",)}
+    assert gate(r"a(?:bc)?d") == {("a",), ("d",)}  # optional part: nothing, and the run ends
+    assert gate(r"ab(?:c|d+)e") == {("ab",), ("c", "d"), ("e",)}
+    assert gate(r"(?:abc|x?)y") == {("y",)}  # an alternative that needs nothing
+    assert gate(r"(?:ab){2,3}[xy]z\w*") == {("ab",), ("z",)}
+    assert gate(r"(?=abc)d(?!e)") == {("d",)}  # lookarounds: nothing
+    assert gate(r"é\u017fx") == {("x",)}  # non-ASCII literals: nothing
+    assert gate(r"") == set()
+
+
+# Every gated regex (the AU phrases, the normalising substitutions), and the emotion regex for its twin.
+_GATED = [rx for rx, _, _ in LEX.au_phrases] + [rx for rx, _ in _NORMALISE] + [LEX.emotion_re]
+
+
+@st.composite
+def _cased_match(draw: st.DrawFn, rx: re.Pattern) -> str:
+    """A text holding a match of rx (hypothesis' from_regex), its letters re-cased at random,
+    sometimes with the non-ASCII characters that IGNORECASE matches to i, s and k."""
+    text = draw(st.from_regex(rx))
+    flips = draw(st.lists(st.integers(0, max(len(text) - 1, 0)), max_size=6))
+    chars = list(text)
+    for i in flips:
+        if chars and chars[i].isalpha():
+            chars[i] = draw(st.sampled_from(_CASE_VARIANTS.get(chars[i].lower(), chars[i].lower() + chars[i].upper())))
+    return "".join(chars)
+
+
+@pytest.mark.parametrize("index", range(len(_GATED)))
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(data=st.data())
+def test_gates_hold_and_twins_agree_on_matches(index: int, data: st.DataObject) -> None:
+    rx = _GATED[index]
+    text = data.draw(_cased_match(rx))
+    folded = g._folded(text)
+    matches = list(rx.finditer(text))
+    if matches:
+        assert g._gate_holds(g._literal_gate(rx, keep=None), folded)
+    twin = LEX.emotion_re_lower if rx is LEX.emotion_re else g._lower_case_twin(rx)
+    if twin is not None and text.isascii():
+        assert [m.span() for m in twin.finditer(text.lower())] == [m.span() for m in matches]
+    if index < len(LEX.au_phrases):
+        first, back, rest, _, phrase_twin, _, _ = LEX.au_phrase_scan[index]
+        assert LEX.au_phrase_firsts[index] == first
+        if matches:
+            assert first in folded and g._gate_holds(rest, folded)
+            if text.isascii():
+                assert all(m.start() >= folded.find(first) + back for m in matches)
+        assert phrase_twin is not None  # every lexicon phrase gets the fast path
+
+
+def test_twins_only_where_case_cannot_matter() -> None:
+    for pattern in [r"A", r"[0-a]", r"[^A-Z]", r"(?-i:a)b", r"\u017f", r"(a)\1", r"(?=a)"]:
+        assert g._lower_case_twin(re.compile(pattern, re.IGNORECASE)) is None, pattern
+    assert g._lower_case_twin(re.compile(r"a")) is None  # not IGNORECASE: nothing to gain
+    twin = g._lower_case_twin(re.compile(r"\bbrows? [a-z0-9'-]+(?:\s+up)?\b", re.IGNORECASE))
+    assert twin is not None and not twin.flags & re.IGNORECASE
+    assert LEX.emotion_re_lower is not None
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def test_same_claims_on_fixture_and_template_texts() -> None:
+    texts = [row["text"] for row in load_fixture()] + _template_texts()
+    assert len(texts) > 1000
+    for text in texts:
+        assert_same(text)
+
+
+def test_same_claims_on_random_texts() -> None:
+    rng = random.Random(20240611)
+    for _ in range(1200):
+        assert_same(_random_text(rng))
+
+
+_PIECES = st.one_of(
+    st.sampled_from(_WORDS),
+    st.sampled_from(_PUNCT),
+    st.builds(lambda f, a, b, c: f.format(a=a, b=b, c=c), st.sampled_from(_AU_FORMS),
+              *(st.integers(0, 130) for _ in range(3))),
+    st.sampled_from(LEX.au_phrases).flatmap(lambda p: st.from_regex(p[0], alphabet=st.characters(codec="ascii"))),
+    st.sampled_from(LEX.au_phrases).flatmap(lambda p: _cased_match(p[0])),
+    st.text(max_size=4),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(parts=st.lists(st.tuples(_PIECES, st.sampled_from(_SEPARATORS)), min_size=1, max_size=20),
+       seed=st.integers(0, 2**32))
+def test_same_claims_on_generated_texts(parts: list[tuple[str, str]], seed: int) -> None:
+    rng = random.Random(seed)
+    assert_same("".join(_vary_case(p, rng) + sep for p, sep in parts))
+
+
+def test_cache_is_transparent() -> None:
+    text = "AU12 is active but AU4 is not; she looks happy."
+    assert g.extract_claims(text) == g.extract_claims(text) == ref_extract_claims(text)
+
+    class Text(str):
+        pass
+
+    assert g.extract_claims(Text(text)) == ref_extract_claims(text)
+    with pytest.raises(TypeError):
+        g.extract_claims(b"AU12")  # type: ignore[arg-type]
