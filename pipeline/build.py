@@ -13,7 +13,6 @@ import os
 import shutil
 import time
 from collections import Counter
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline import __version__
 from pipeline.config import Config, ConfigError, OutputConfig
 from pipeline.errors import LLMStopped, PipelineFailed
+from pipeline.io.inputs import read_input_file, write_input_files
 from pipeline.io.manifest import summarize, write_manifest
 from pipeline.io.rows import ToRows, reject_row
 from pipeline.io.schema import arrow_schema, schema_version
@@ -47,7 +47,8 @@ from pipeline.stages.render import RenderStage
 from pipeline.stages.synergy import Prototypes, SynergyStage
 from pipeline.stages.verify import VerifyStage
 from pipeline.templating import TemplateLibrary
-from pipeline.validate import SuiteProcess, validate_build
+from pipeline.validate import suite_process, validate_build
+from pipeline.warm_process import WarmProcess
 
 log = logging.getLogger(__name__)
 
@@ -150,12 +151,12 @@ def _batched(samples, label: str, step, au_cfg, min_batch: int, max_batch: int, 
 def build(config: Config, progress: bool = True, validate: bool = True) -> BuildResult:
     with contextlib.ExitStack() as stack:
         # Great Expectations loads in a process of its own while the pipeline runs, then runs the suite
-        # there in parallel with the project checks (pipeline.validate.SuiteProcess).
-        suite_executor = stack.enter_context(SuiteProcess()) if validate else None
+        # there in parallel with the project checks (pipeline.validate.suite_process).
+        suite_executor = stack.enter_context(suite_process()) if validate else None
         return _build(config, progress, validate, suite_executor)
 
 
-def _build(config: Config, progress: bool, validate: bool, suite_executor: Executor | None) -> BuildResult:
+def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmProcess | None) -> BuildResult:
     started = time.monotonic()
     quiet_native_logs()
     out_dir = config.resolve(config.output.dir)
@@ -207,7 +208,8 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: Execu
     p = beam.Pipeline(options=pipeline_options(config))
     samples = (
         p
-        | "Inputs" >> beam.Create(items, reshuffle=False)
+        | "InputFiles" >> beam.Create(write_input_files(items, staging / "_inputs"), reshuffle=False)
+        | "Inputs" >> beam.FlatMap(read_input_file)
         | "Distribute" >> beam.Reshuffle()
         | "Progress" >> beam.ParDo(CountProgress(str(progress_dir)))
     )
@@ -275,6 +277,7 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: Execu
                                  + f"; partial output left in {staging}") from exc
     pipeline_seconds = time.monotonic() - pipeline_started
     shutil.rmtree(progress_dir, ignore_errors=True)
+    shutil.rmtree(staging / "_inputs", ignore_errors=True)
     input_keys = [(i.source, i.source_item, i.frame_index) for i in items]
     input_keys += [(r.source, r.source_item, r.frame_index) for r in read_rejects]
     counts = summarize(staging, input_keys)

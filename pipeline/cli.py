@@ -144,13 +144,13 @@ def _print_validation(report) -> None:
 
 def cmd_validate(args) -> int:
     from pipeline.config import load_config
-    from pipeline.validate import SuiteProcess, validate_build
+    from pipeline.validate import suite_process, validate_build
 
     config = load_config(args.params)
     suite = args.suite or config.resolve(config.validate_.suite)
     rate = config.validate_.min_accept_rate if args.min_accept_rate is None else args.min_accept_rate
     v = config.validate_
-    with SuiteProcess() as suite_executor:  # the GX suite runs beside the project checks
+    with suite_process() as suite_executor:  # the GX suite runs beside the project checks
         report = validate_build(
             args.dir, suite, rate, report_dir=args.report_dir, max_duplicate_rate=v.max_duplicate_rate,
             min_class_accept_ratio=v.min_class_accept_ratio, reverify_rows=args.reverify_rows,

@@ -194,7 +194,7 @@ class ValidateConfig(Section):
         default=0.5, ge=0, le=1, description="an emotion's acceptance rate vs the overall rate, at least"
     )
     reverify_rows: int | None = Field(
-        default=2000, ge=1, description="answers a build's validation re-reads with the grounding verifier, spread "
+        default=1000, ge=1, description="answers a build's validation re-reads with the grounding verifier, spread "
         "over the rows (the verify stage has judged every row); None = every row. `fea validate` reads every row")
 
 
