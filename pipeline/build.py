@@ -209,8 +209,8 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmP
     samples = (
         p
         | "InputFiles" >> beam.Create(write_input_files(items, staging / "_inputs"), reshuffle=False)
+        | "Distribute" >> beam.Reshuffle()  # files, not items, cross between workers: nothing is re-encoded
         | "Inputs" >> beam.FlatMap(read_input_file)
-        | "Distribute" >> beam.Reshuffle()
         | "Progress" >> beam.ParDo(CountProgress(str(progress_dir)))
     )
     samples = _then(samples, "Decode", DecodeStage(config.decode), stage_rejects)
