@@ -44,6 +44,8 @@ class WarmProcess:
         future: Future = Future()
 
         def call() -> None:
+            if not future.set_running_or_notify_cancel():  # cancelled before it was sent
+                return
             try:
                 with self._lock:
                     assert self._proc is not None and self._proc.stdin and self._proc.stdout, "not started"

@@ -50,3 +50,11 @@ def test_a_script_without_main_guard_is_not_run_again(tmp_path: Path) -> None:
                          cwd=Path(__file__).resolve().parents[1])
     assert out.returncode == 0, out.stderr[-1000:]
     assert out.stdout.strip() == "3" and marker.read_text() == "x"
+
+
+def test_a_cancelled_call_is_not_an_error() -> None:
+    with WarmProcess() as helper:
+        first = helper.submit(pow, 2, 2)
+        first.cancel()  # too late once sent: it runs; either way no exception escapes a thread
+        assert helper.submit(pow, 3, 2).result(timeout=60) == 9
+        assert first.cancelled() or first.result(timeout=60) == 4

@@ -74,9 +74,11 @@ def _resolved_dir(folder: Path) -> Path:
 def resolved(path: Path) -> Path:
     """`path.resolve()`, resolving each folder once: corpora list thousands of files per folder, and a full
     resolve costs one system call per path component."""
-    if ".." in path.parts or path.is_symlink():
-        return path.resolve()
-    return _resolved_dir(path.parent) / path.name
+    try:
+        direct = ".." not in path.parts and not path.is_symlink()
+    except OSError:  # a name the file system refuses (too long...): resolve() copes, the reader reports it
+        direct = False
+    return _resolved_dir(path.parent) / path.name if direct else path.resolve()
 
 
 def video_frame_items(
