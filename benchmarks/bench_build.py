@@ -63,9 +63,10 @@ def make_corpus(src: Path, n: int, dst: Path) -> Path:
     return dst
 
 
-def plain_loop(corpus: Path, pin: bool = False) -> dict:
+def plain_loop(corpus: Path, pin: bool = False, share: tuple[int, int] = (0, 1)) -> dict:
     """Decode + MediaPipe Face Landmarker (its public API, results as it returns them), one process.
-    `pin`: on one core (a reference: a plain loop is not pinned)."""
+    `pin`: on one core (a reference: a plain loop is not pinned). `share` (k, n): every n-th image from
+    the k-th (for the parallel reference)."""
     import mediapipe as mp
     from mediapipe.tasks.python import vision
     from mediapipe.tasks.python.core.base_options import BaseOptions
@@ -81,7 +82,7 @@ def plain_loop(corpus: Path, pin: bool = False) -> dict:
     )
     landmarker = vision.FaceLandmarker.create_from_options(options)
     try:
-        paths = sorted((corpus / "images").iterdir())
+        paths = sorted((corpus / "images").iterdir())[share[0]::share[1]]
         landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.zeros((64, 64, 3), np.uint8)))
         start = time.perf_counter()
         faces = 0
@@ -96,6 +97,19 @@ def plain_loop(corpus: Path, pin: bool = False) -> dict:
             os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
     return {"images": len(paths), "seconds": round(seconds, 3), "images_per_s": round(len(paths) / seconds, 3),
             "with_face": faces, "pinned": pin}
+
+
+def parallel_loops(corpus: Path, workers: int) -> dict:
+    """`workers` plain loops at once, each in its own process on its share of the images: what the
+    machine's cores give to MediaPipe alone when they work in parallel (start-up excluded, as for the
+    plain loop). Read the build against it as the efficiency of everything around the detector."""
+    cmd = [sys.executable, __file__, "--plain-loop-share", str(corpus)]
+    procs = [subprocess.Popen([*cmd, f"{k},{workers}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+             for k in range(workers)]
+    runs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    images, seconds = sum(r["images"] for r in runs), max(r["seconds"] for r in runs)
+    return {"workers": workers, "images": images, "seconds": round(seconds, 3),
+            "images_per_s": round(images / seconds, 3), "runs": runs}
 
 
 def stage_profile(corpus: Path, limit: int = 200) -> dict:
@@ -216,11 +230,13 @@ def run_build(corpus: Path, out: Path, extra: list[str], validate: bool) -> dict
 
 def bench_n(args: argparse.Namespace, n: int, extra: list[str], tmp: Path) -> dict:
     corpus = make_corpus(args.corpus, n, tmp / f"corpus-{n}")
-    bases, pinned, builds = [], [], []
+    bases, pinned, parallel, builds = [], [], [], []
     for _ in range(args.repeat):
         bases.append(plain_loop(corpus))
         if args.pinned_baseline:
             pinned.append(plain_loop(corpus, pin=True))
+        if args.parallel_baseline:
+            parallel.append(parallel_loops(corpus, args.workers))
         builds.append(run_build(corpus, tmp / f"out-{n}", extra, validate=not args.no_validate))
     profile = stage_profile(corpus, min(n, args.profile_images)) if args.profile_images else None
     shutil.rmtree(corpus)
@@ -240,6 +256,11 @@ def bench_n(args: argparse.Namespace, n: int, extra: list[str], tmp: Path) -> di
                                            "runs": pinned}
         figures["ratio_build_over_pinned_loop"] = round(median(
             b["images_per_s"] / a["images_per_s"] for a, b in zip(pinned, builds, strict=True)), 3)
+    if parallel:
+        figures["parallel_plain_loops"] = {"images_per_s": round(median(b["images_per_s"] for b in parallel), 3),
+                                           "runs": parallel}
+        figures["ratio_build_over_parallel_loops"] = round(median(
+            b["images_per_s"] / a["images_per_s"] for a, b in zip(parallel, builds, strict=True)), 3)
     if not args.no_validate and profile:
         # Share of the build's wall time spent writing Parquet and validating. Writing runs inside the
         # workers; its time is the in-process profile's (one core) scaled to n, so the share is an upper
@@ -254,7 +275,7 @@ def bench_n(args: argparse.Namespace, n: int, extra: list[str], tmp: Path) -> di
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--corpus", type=Path, required=True, help="folder with labels.csv and images/")
+    ap.add_argument("--corpus", type=Path, help="folder with labels.csv and images/")
     ap.add_argument("--n", default=None, help="number of images, or several comma-separated (default: corpus size)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--running-mode", choices=["multi_threading", "multi_processing", "in_memory"], default=None,
@@ -263,10 +284,21 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="baseline/build pairs to run (medians are reported)")
     ap.add_argument("--pinned-baseline", action="store_true",
                     help="also time the plain loop pinned to one core, and report the build against it")
+    ap.add_argument("--parallel-baseline", action="store_true",
+                    help="also time --workers plain loops at once (separate processes): the machine's parallel "
+                         "capacity for MediaPipe alone, and the build against it")
+    ap.add_argument("--plain-loop-share", nargs=2, metavar=("CORPUS", "K,N"), help=argparse.SUPPRESS)
     ap.add_argument("--profile-images", type=int, default=200, help="images for the per-stage profile (0: skip)")
     ap.add_argument("--no-validate", action="store_true", help="build with --no-validate")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
+    if args.plain_loop_share:  # one process of parallel_loops
+        corpus, share = args.plain_loop_share
+        k, n = (int(x) for x in share.split(","))
+        print(json.dumps(plain_loop(Path(corpus), share=(k, n))))
+        return
+    if args.corpus is None:
+        ap.error("--corpus is required")
 
     extra = ["--workers", str(args.workers)] + (["--running-mode", args.running_mode] if args.running_mode else [])
     for item in args.set:

@@ -17,7 +17,7 @@ def test_bench_build_tiny_n(wild_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     # n=4 from a 185-image corpus; one worker thread keeps the run short on a shared CI machine.
     cmd = [sys.executable, str(BENCH), "--corpus", str(wild_dir), "--n", "4", "--workers", "1",
-           "--running-mode", "multi_threading", "--profile-images", "2", "--json", str(out)]
+           "--running-mode", "multi_threading", "--profile-images", "2", "--parallel-baseline", "--json", str(out)]
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=PROJECT_ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -29,6 +29,8 @@ def test_bench_build_tiny_n(wild_dir: Path, tmp_path: Path) -> None:
     expected = build["runs"][0]["images_per_s"] / base["runs"][0]["images_per_s"]
     assert abs(figures["ratio_build_over_baseline_throughput"] - expected) < 1e-3
     assert build["runs"][0]["validation"]["success"] is True
+    parallel = figures["parallel_plain_loops"]["runs"][0]
+    assert parallel["workers"] == 1 and parallel["images"] == 4 and figures["ratio_build_over_parallel_loops"] > 0
     assert build["runs"][0]["timings_s"]["pipeline"] > 0
     stages = figures["stage_profile"]["ms_per_image"]
     assert {"decode", "detect", "align", "render", "parquet_write"} <= set(stages)
