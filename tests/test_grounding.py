@@ -12,13 +12,12 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from pipeline.grounding import Claims, extract_claims, verify
-from pipeline.templating import EXAMPLE_CONTEXTS, TemplateLibrary, build_context, packaged_prototypes
 from pipeline.vocabulary import load_au_vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks.verifier_eval import confusion, load_fixture, scores  # noqa: E402
-from tests.test_render import varied_samples  # noqa: E402
+from tests.test_render import every_template_conversation  # noqa: E402
 
 
 def claims(text: str) -> Claims:
@@ -104,24 +103,13 @@ def test_precision_and_recall_on_the_fixture_set() -> None:
 
 
 def test_every_template_output_is_grounded() -> None:
-    library = TemplateLibrary(ROOT / "templates")
-    vocab = load_au_vocabulary(ROOT / "schemas" / "au_vocabulary.csv")
-    contexts = [build_context(s, vocab, packaged_prototypes(), f"0|{s.face_id}") for s in varied_samples(60)]
-    contexts += [dict(c) for c in EXAMPLE_CONTEXTS]
     checked = 0
-    for task in library.tasks:
-        requires, turns = library.requires(task), library.turn_counts(task)
-        for context in contexts:
-            if ("emotion" in requires and context["emotion"] is None) or (
-                    "conflict" in requires and not context["conflict"]):
-                continue
-            for a in range(max(n for _, n in turns)):
-                # every answer of every turn; a multi-turn conversation is read as validation reads it
-                _, conv = library.render_turns(task, context, [(0, a % n) for _, n in turns])
-                text = " ".join(t["content"] for t in conv if t["role"] == "assistant")
-                verdict = verify(text, context["emotion"], context["au_codes"], task)
-                assert verdict.grounded, (task, a, verdict.reasons, text)
-                checked += 1
+    for task, a, context, conv in every_template_conversation():
+        # every answer of every turn; a multi-turn conversation is read as validation reads it
+        text = " ".join(t["content"] for t in conv if t["role"] == "assistant")
+        verdict = verify(text, context["emotion"], context["au_codes"], task)
+        assert verdict.grounded, (task, a, verdict.reasons, text)
+        checked += 1
     assert checked > 500
 
 

@@ -41,13 +41,12 @@ from pipeline.grounding import (
     _Token,
     _words,
 )
-from pipeline.templating import EXAMPLE_CONTEXTS, TemplateLibrary, build_context, packaged_prototypes
 from pipeline.vocabulary import load_au_vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks.verifier_eval import load_fixture  # noqa: E402
-from tests.test_render import varied_samples  # noqa: E402
+from tests.test_render import every_template_conversation  # noqa: E402
 
 LEX = g._lexicon()
 
@@ -252,21 +251,11 @@ def _random_text(rng: random.Random) -> str:
 
 
 def _template_texts() -> list[str]:
-    library = TemplateLibrary(ROOT / "templates")
-    contexts = [build_context(s, _VOCAB, packaged_prototypes(), f"0|{s.face_id}") for s in varied_samples(60)]
-    contexts += [dict(c) for c in EXAMPLE_CONTEXTS]
     texts: set[str] = set()
-    for task in library.tasks:
-        requires, turns = library.requires(task), library.turn_counts(task)
-        for context in contexts:
-            if ("emotion" in requires and context["emotion"] is None) or (
-                    "conflict" in requires and not context["conflict"]):
-                continue
-            for a in range(max(n for _, n in turns)):
-                _, conv = library.render_turns(task, context, [(0, a % n) for _, n in turns])
-                answers = [t["content"] for t in conv if t["role"] == "assistant"]
-                texts.update(answers)
-                texts.add("\n".join(answers))
+    for _task, _a, _context, conv in every_template_conversation():
+        answers = [t["content"] for t in conv if t["role"] == "assistant"]
+        texts.update(answers)
+        texts.add("\n".join(answers))
     return sorted(texts)
 
 

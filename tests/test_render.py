@@ -99,6 +99,23 @@ def varied_samples(n: int, seed: int = 7) -> list[Sample]:
     return samples
 
 
+def every_template_conversation():
+    """(task, answer index, context, conversation) for every answer phrasing of every task over 60 varied
+    faces and the example contexts, each turn at that answer index (modulo its count), question 0."""
+    lib = TemplateLibrary(TEMPLATES)
+    contexts = [build_context(s, VOCAB, PROTOTYPES, f"0|{s.face_id}") for s in varied_samples(60)]
+    contexts += [dict(c) for c in EXAMPLE_CONTEXTS]
+    for task in lib.tasks:
+        requires, turns = lib.requires(task), lib.turn_counts(task)
+        for context in contexts:
+            if ("emotion" in requires and context["emotion"] is None) or (
+                    "conflict" in requires and not context["conflict"]):
+                continue
+            for a in range(max(n for _, n in turns)):
+                _, conv = lib.render_turns(task, context, [(0, a % n) for _, n in turns])
+                yield task, a, context, conv
+
+
 @pytest.fixture(scope="module")
 def library() -> TemplateLibrary:
     return TemplateLibrary(TEMPLATES)
