@@ -68,11 +68,9 @@ def face_columns(s: Sample, split: str, versions: dict[str, str]) -> dict[str, A
     }
 
 
-def instruction_row(inst: Instruction, split: str, versions: dict[str, str],
-                    face: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One output row. `face`: the face's `face_columns`, when the caller already has them."""
+def instruction_columns(inst: Instruction) -> dict[str, Any]:
+    """The columns of one conversation about a face."""
     return {
-        **(face if face is not None else face_columns(inst.sample, split, versions)),
         "sample_id": inst.sample_id,
         "task": inst.task,
         "template_id": inst.template_id,
@@ -84,6 +82,11 @@ def instruction_row(inst: Instruction, split: str, versions: dict[str, str],
         "grounding_verdict": inst.grounding_verdict,
         "grounding_reason": inst.grounding_reason,
     }
+
+
+def instruction_row(inst: Instruction, split: str, versions: dict[str, str]) -> dict[str, Any]:
+    """One output row: the face's columns and the conversation's."""
+    return {**face_columns(inst.sample, split, versions), **instruction_columns(inst)}
 
 
 class ToRows(beam.DoFn):
@@ -102,7 +105,7 @@ class ToRows(beam.DoFn):
         else:
             face = face_columns(inst.sample, assign_split(inst.sample, self.split_cfg), self.versions)
             self._last = (inst.sample, face)
-        yield instruction_row(inst, face["split"], self.versions, face)
+        yield {**face, **instruction_columns(inst)}
 
 
 def reject_row(reject: Reject, versions: dict[str, str]) -> dict[str, Any]:

@@ -52,8 +52,9 @@ class _RawResults:
     MediaPipe's own `detect` turns every one of the 478 landmarks of every face into a Python object
     (about 1.5 ms an image, a tenth of the whole detection). This calls the same C function and copies
     the arrays with numpy instead. It leans on MediaPipe internals (the ctypes structs of mediapipe
-    >= 0.10.30), so it is checked once against the public API when the landmarker loads and, if any
-    of it is missing or differs, the public path is used (tests/test_landmarker.py compares both).
+    >= 0.10.30): when the landmarker loads, the struct fields it reads must exist as floats and one call
+    on a blank image must give what the public API gives; otherwise the public path is used. That the
+    values agree on real faces is what tests/test_landmarker.py checks, against the public API.
     """
 
     def __init__(self, landmarker) -> None:
@@ -122,7 +123,7 @@ class FaceLandmarker:
         self._raw = self._raw_reader() if fast_results else None
 
     def _raw_reader(self) -> _RawResults | None:
-        """The numpy result reader, if it gives what the public API gives on a test image."""
+        """The numpy result reader, if its structs load and it answers a blank image as the public API does."""
         try:
             raw = _RawResults(self._landmarker)
             probe = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.zeros((32, 32, 3), np.uint8))
