@@ -47,8 +47,8 @@ from pipeline.stages.render import RenderStage
 from pipeline.stages.synergy import Prototypes, SynergyStage
 from pipeline.stages.verify import VerifyStage
 from pipeline.templating import TemplateLibrary
-from pipeline.validate import suite_process, validate_build
-from pipeline.warm_process import WarmProcess
+from pipeline.validate import validate_build
+from pipeline.warm_process import WarmProcess, suite_process
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +104,28 @@ def pipeline_options(config: Config) -> PipelineOptions:
     runner = config.runner
     args = [f"--runner={runner.runner}", "--default_sdk_harness_log_level=ERROR", *runner.extra_options]
     if runner.runner == "DirectRunner":
-        # Chosen explicitly: left alone, the DirectRunner may pick Prism, a binary downloaded at run time.
+        # Read by the FnApiRunner that pipeline_runner() builds in place of the DirectRunner's own choice.
         args += [f"--direct_running_mode={runner.direct_running_mode}",
                  f"--direct_num_workers={runner.num_workers}"]
     return PipelineOptions(args)
+
+
+def pipeline_runner(config: Config, options: PipelineOptions):
+    """The runner object for `beam.Pipeline(runner=...)`; None lets Beam resolve `--runner` itself.
+
+    For the DirectRunner this is Beam's FnApiRunner, built as the DirectRunner builds it. Left to
+    itself, the DirectRunner first tries Prism, a binary it downloads at run time: offline that attempt
+    costs ~0.4 s and falls back; online the build would run on Prism, which ignores
+    `direct_running_mode` and the worker pinning."""
+    if config.runner.runner != "DirectRunner":
+        return None
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    provision = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
+    return fn_runner.FnApiRunner(provision_info=provision)
 
 
 def parquet_writer(prefix: Path, schema, output: OutputConfig) -> WriteToParquet:
@@ -121,14 +139,19 @@ def parquet_writer(prefix: Path, schema, output: OutputConfig) -> WriteToParquet
     )
 
 
+def worker_owns_process(config: Config) -> bool:
+    """Whether each worker is a process of its own (multi_processing, or any runner but the DirectRunner),
+    rather than a thread of a process that others (or the caller) share."""
+    runner = config.runner
+    return runner.runner != "DirectRunner" or runner.direct_running_mode == "multi_processing"
+
+
 def pin_scope(config: Config) -> str | None:
     """How the face model is pinned to a core (runner.pin_cpus): the whole worker when each worker is a
     process of its own, else only the thread that runs it (several landmarkers share one process)."""
-    runner = config.runner
-    if not runner.pin_cpus:
+    if not config.runner.pin_cpus:
         return None
-    shared = runner.runner == "DirectRunner" and runner.direct_running_mode != "multi_processing"
-    return "thread" if shared else "process"
+    return "process" if worker_owns_process(config) else "thread"
 
 
 def _then(pcoll, label: str, stage, rejects: list):
@@ -148,12 +171,17 @@ def _batched(samples, label: str, step, au_cfg, min_batch: int, max_batch: int, 
     return batched.ok
 
 
-def build(config: Config, progress: bool = True, validate: bool = True) -> BuildResult:
+def build(config: Config, progress: bool = True, validate: bool = True,
+          suite_executor: WarmProcess | None = None) -> BuildResult:
+    """Run the pipeline, check the accounting, validate (unless told not to) and publish.
+
+    Great Expectations loads in a helper process while the pipeline runs, then runs the suite there in
+    parallel with the project checks (`pipeline.warm_process.suite_process`). A caller that has started
+    that helper already (`fea build` does, before its own imports) passes it as `suite_executor`."""
     with contextlib.ExitStack() as stack:
-        # Great Expectations loads in a process of its own while the pipeline runs, then runs the suite
-        # there in parallel with the project checks (pipeline.validate.suite_process).
-        suite_executor = stack.enter_context(suite_process()) if validate else None
-        return _build(config, progress, validate, suite_executor)
+        if validate and suite_executor is None:
+            suite_executor = stack.enter_context(suite_process())
+        return _build(config, progress, validate, suite_executor if validate else None)
 
 
 def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmProcess | None) -> BuildResult:
@@ -205,7 +233,8 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmP
     record_schema = arrow_schema("record")
     stage_rejects: list = []
     progress_dir = staging / "_progress"
-    p = beam.Pipeline(options=pipeline_options(config))
+    options = pipeline_options(config)
+    p = beam.Pipeline(runner=pipeline_runner(config, options), options=options)
     samples = (
         p
         | "InputFiles" >> beam.Create(write_input_files(items, staging / "_inputs"), reshuffle=False)
@@ -214,7 +243,8 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmP
         | "Progress" >> beam.ParDo(CountProgress(str(progress_dir)))
     )
     samples = _then(samples, "Decode", DecodeStage(config.decode), stage_rejects)
-    detect = DetectStage(config.detect, str(landmarker_file.path), pin=pin_scope(config))
+    detect = DetectStage(config.detect, str(landmarker_file.path), pin=pin_scope(config),
+                         own_process=worker_owns_process(config))
     samples = _then(samples, "Detect", detect, stage_rejects)
     if config.detect.landmarks == "face-alignment":
         d = config.detect

@@ -151,14 +151,6 @@ def _collect_suite(pending: Future | None, data_dir: Path, suite_path: Path):
     return suite_checks(data_dir, suite_path)
 
 
-def suite_process() -> WarmProcess:
-    """A process that imports Great Expectations (about 3 s of CPU) while the build's pipeline runs, then
-    runs the suite in parallel with the project checks: `with suite_process() as p: validate_build(...,
-    suite_executor=p)`. Started first thing in a build, its imports use the core that the driver's own
-    start-up leaves idle."""
-    return WarmProcess(preload=["great_expectations", "pipeline.validate"], env={"GX_ANALYTICS_ENABLED": "false"})
-
-
 # --------------------------------------------------------------------------------------------- reading
 
 
