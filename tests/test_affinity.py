@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import affinity
-from pipeline.build import pin_scope
+from pipeline.build import pin_scope, worker_owns_process
 from pipeline.config import load_config
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux only")
@@ -108,3 +108,10 @@ def test_pin_scope_follows_the_running_mode() -> None:
     assert pin_scope(load_config(None, ["runner.direct_running_mode=multi_threading"])) == "thread"
     assert pin_scope(load_config(None, ["runner.runner=DataflowRunner"])) == "process"
     assert pin_scope(load_config(None, ["runner.pin_cpus=false"])) is None
+
+
+def test_only_a_worker_with_a_process_of_its_own_changes_process_wide_state() -> None:
+    assert worker_owns_process(load_config(None, ["runner.direct_running_mode=multi_processing"]))
+    assert worker_owns_process(load_config(None, ["runner.runner=FlinkRunner"]))
+    assert not worker_owns_process(load_config(None, ["runner.direct_running_mode=in_memory"]))
+    assert not worker_owns_process(load_config(None, ["runner.direct_running_mode=multi_threading"]))

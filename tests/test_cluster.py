@@ -3,6 +3,8 @@ whole build graph serialises to the portable runner API (every DoFn pickled), as
 
 from __future__ import annotations
 
+import logging
+
 import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import (
@@ -14,8 +16,10 @@ from apache_beam.options.pipeline_options import (
     SparkRunnerOptions,
     WorkerOptions,
 )
+from apache_beam.testing.util import assert_that, equal_to
+from google.protobuf import json_format
 
-from pipeline.build import build, pipeline_options
+from pipeline.build import build, pipeline_options, pipeline_runner
 from pipeline.config import load_config
 from pipeline.errors import PipelineFailed
 
@@ -58,6 +62,25 @@ def test_direct_runner_settings() -> None:
     direct = options.view_as(DirectOptions)
     assert (direct.direct_running_mode, direct.direct_num_workers) == ("multi_threading", 3)
     assert options.view_as(SetupOptions).save_main_session is True
+
+
+def test_the_direct_runner_is_beams_fn_api_runner_never_prism(caplog) -> None:
+    """Left to itself, Beam's DirectRunner tries Prism first (downloaded at run time: a failed attempt
+    offline, a different runner online). The build builds the FnApiRunner itself, with the options."""
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    config = load_config(None, ["runner.num_workers=1", "runner.direct_running_mode=in_memory"])
+    options = pipeline_options(config)
+    runner = pipeline_runner(config, options)
+    assert isinstance(runner, FnApiRunner)
+    sent = json_format.MessageToDict(runner._provision_info.provision_info.pipeline_options)
+    assert sent["beam:option:default_sdk_harness_log_level:v1"] == "ERROR"  # workers get the build's options
+    caplog.set_level(logging.INFO)
+    with beam.Pipeline(runner=runner, options=options) as p:
+        assert_that(p | beam.Create([1, 2, 3]) | beam.Map(lambda x: x * 2), equal_to([2, 4, 6]))
+    assert "Prism" not in caplog.text
+    dataflow = load_config(None, ["runner.runner=DataflowRunner"])
+    assert pipeline_runner(dataflow, pipeline_options(dataflow)) is None  # Beam resolves --runner itself
 
 
 class GraphCaptured(Exception):

@@ -4,6 +4,8 @@ an aligned crop whose landmarks land on the canonical template, and each quality
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 import apache_beam as beam
 import numpy as np
@@ -207,3 +209,21 @@ def test_canonical_template_scales_with_crop():
     assert np.allclose(large, small * 4, atol=1e-3)
     assert (small > 0).all() and (small < 112).all()
     assert small[0, 0] < small[1, 0] and small[3, 0] < small[4, 0]  # left before right
+
+
+def test_a_worker_process_freezes_its_loaded_objects_and_a_shared_process_does_not() -> None:
+    """gc.freeze after the model loads spares a worker process collecting its imports and model (on
+    every full collection and at exit); a caller running the stage in its own process keeps its GC as is."""
+    code = """
+import gc
+from pipeline.config import DetectConfig
+from pipeline.stages.detect import DetectStage
+for own in (False, True):
+    before = gc.get_freeze_count()
+    stage = DetectStage(DetectConfig(), own_process=own)
+    stage.setup()
+    print(own, gc.get_freeze_count() > before)
+    stage.teardown()
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["False", "False", "True", "True"], out.stderr[-1000:]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,16 @@ def test_a_cancelled_call_is_not_an_error() -> None:
         first.cancel()  # too late once sent: it runs; either way no exception escapes a thread
         assert helper.submit(pow, 3, 2).result(timeout=60) == 9
         assert first.cancelled() or first.result(timeout=60) == 4
+
+
+def test_leaving_the_block_does_not_wait_for_imports_in_progress(tmp_path: Path) -> None:
+    """A build that fails early (or finishes before GX has loaded) must not wait for the helper."""
+    (tmp_path / "slow_import.py").write_text("import time\ntime.sleep(60)\n")
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    start = time.monotonic()
+    with WarmProcess(preload=["slow_import"], env={"PYTHONPATH": path}) as helper:
+        pid = helper._proc.pid
+        time.sleep(0.5)
+    assert time.monotonic() - start < 5  # waiting for the import to end would take 60 s
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
