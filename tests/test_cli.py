@@ -62,3 +62,19 @@ def test_sources_lists_adapters(capsys) -> None:
     out = capsys.readouterr().out
     kinds = {line.split()[0] for line in out.splitlines()[:-1]}
     assert {"csv", "demo", "rafdb", "affectnet", "fer2013"} <= kinds
+
+
+def test_the_command_reports_params_errors_before_loading_beam_and_without_beams_import_noise(tmp_path) -> None:
+    """`fea build` checks params before it imports Beam (seconds sooner), and Beam's import-time warning
+    about Google's optional API client does not reach the user."""
+    code = ("import sys\nfrom pipeline.cli import main\n"
+            f"rc = main(['build', '--set', 'align.crop_sise=448', '-o', {str(tmp_path / 'x')!r}])\n"
+            "print(rc, 'apache_beam' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["2", "False"], out.stderr[-1000:]
+    missing = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "build", "--no-validate", "--no-progress",
+         "--source", f"csv:{tmp_path / 'nowhere'},image_dir=images", "-o", str(tmp_path / "y")],
+        capture_output=True, text=True, timeout=120)
+    assert missing.returncode != 0 and "fea build:" in missing.stderr
+    assert "import apache_beam" not in missing.stderr and "apitools" not in missing.stderr, missing.stderr[-1000:]
