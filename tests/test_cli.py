@@ -51,10 +51,13 @@ def test_validate_of_a_non_build_exits_non_zero(tmp_path) -> None:
     assert main(["validate", str(tmp_path)]) == 1
 
 
-def test_entry_point_is_installed() -> None:
+def test_entry_point_is_installed(tmp_path) -> None:
     fea = Path(sys.executable).parent / "fea"
     proc = subprocess.run([str(fea), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "build" in proc.stdout
+    # The installed command (cli.run) exits with main()'s code.
+    proc = subprocess.run([str(fea), "validate", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr[-500:]
 
 
 def test_sources_lists_adapters(capsys) -> None:
