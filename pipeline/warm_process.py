@@ -1,9 +1,10 @@
 """A helper Python process, started early, that imports slow modules while the caller works and
 then runs functions sent to it: a one-worker executor (`submit(fn, *args) -> Future`).
 
-A build starts one for validation: Great Expectations takes ~3 s of CPU to import, which the
-helper spends on the core the driver's own start-up leaves idle; after the pipeline, the suite runs
-there in parallel with the project checks. It is a plain `python -m pipeline.warm_process`
+A build starts one for validation (`suite_process`): Great Expectations takes ~4.5 s of CPU to
+import, which the helper spends on the core the driver's own start-up leaves idle (`fea build` starts
+it before importing Beam); after the pipeline, the suite runs there in parallel with the project
+checks. Leaving the block kills the helper. It is a plain `python -m pipeline.warm_process`
 subprocess, not multiprocessing: a spawned multiprocessing child re-runs the caller's main module,
 which would start a second build from a user's script that lacks a `__main__` guard.
 
