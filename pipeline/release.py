@@ -177,12 +177,29 @@ def _accounting(stats: BuildStats) -> list[str]:
              f"{c.get('accepted_inputs', 0)} accepted + {c.get('rejected_inputs', 0)} rejected**; "
              f"{c.get('rows', 0)} rows (one per face and task) from {c.get('faces', 0)} faces.", ""]
     lines += _table(["split", "rows"], [[k, v] for k, v in (c.get("rows_by_split") or {}).items()])
+    lines += _face_quality(stats)
     if stats.rejects:
         lines += ["Rejects (`rejects/*.parquet` holds each one with its detail):", ""]
         lines += _table(["stage/reason", "inputs rejected", "reject records", "example"],
                         [[f"{r.stage}/{r.reason}", r.inputs, r.records, r.example] for r in stats.rejects])
     else:
         lines += ["No input was rejected.", ""]
+    return lines
+
+
+def _face_quality(stats: BuildStats) -> list[str]:
+    """How the faces were found and how many are low-resolution: columns a trainer can filter on."""
+    c, params = stats.counts, stats.manifest.get("params") or {}
+    faces = c.get("faces", 0)
+    if not faces:
+        return []
+    low = c.get("faces_low_resolution", 0)
+    threshold = (params.get("align") or {}).get("low_resolution_px", "?")
+    lines = [f"**{low} of {faces} faces ({low / faces:.1%}) are low-resolution** (`low_resolution`: eyes under "
+             f"{threshold} px apart in the source, `face_size_px`; their crops are upsampled). "
+             "`detect_attempt` says which detection attempt found each face (`original`: the image as given; "
+             "the others changed the image first, see `detect.retries` in the manifest's params):", ""]
+    lines += _table(["detect_attempt", "faces"], [[k, v] for k, v in (c.get("faces_by_detect_attempt") or {}).items()])
     return lines
 
 
