@@ -21,7 +21,19 @@ from PIL import Image
 from pipeline.cli import main
 from pipeline.config import DedupConfig, load_config
 from pipeline.sources.demo import demo_corpus_dir
-from pipeline.stages.dedup import EXACT, NEAR, Face, Pair, PairFaces, bands, candidate_keys, decide, same_photo
+from pipeline.stages.dedup import (
+    EXACT,
+    NEAR,
+    Face,
+    Pair,
+    PairFaces,
+    bands,
+    candidate_keys,
+    decide,
+    face_of,
+    face_record,
+    same_photo,
+)
 from pipeline.stages.fingerprint import fingerprint, perceptual_hash
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -140,11 +152,20 @@ def judge(faces: list[Face], cfg: DedupConfig = CFG) -> list[Pair]:
     """The candidate groups and PairFaces, as the Beam transform runs them (a GroupByKey by hand)."""
     groups = defaultdict(list)
     for f in faces:
-        for key, member in candidate_keys(f, cfg):
+        for key, member in candidate_keys(face_record(f), cfg):
             groups[key].append(member)
     step = PairFaces(cfg)
     step.setup()
     return [pair for key, members in groups.items() for pair in step.process((key, members))]
+
+
+def test_a_face_travels_as_plain_values(photos, fingerprint_of) -> None:
+    f = face("s", photos[0][0], fingerprint_of(photos[0][1]))
+    record = face_record(f)
+    assert all(isinstance(v, (tuple, str, bytes, float, int)) for v in record)
+    back = face_of(record)
+    assert back.order == f.order and back.fingerprint.phash == f.fingerprint.phash
+    assert np.array_equal(back.fingerprint.thumb, f.fingerprint.thumb) and back.fingerprint.box == f.fingerprint.box
 
 
 def test_a_copy_is_judged_once_and_names_the_earlier_source(photos, fingerprint_of) -> None:

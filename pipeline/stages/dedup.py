@@ -1,13 +1,15 @@
 """Dedup: one copy of each face across all sources; the other copies become rejects that name the kept twin.
 
-Candidates, found without comparing all pairs:
-- exact copies: faces of files with the same SHA-256 (and the same face index);
-- near copies: faces whose source images' perceptual hashes (`pipeline.stages.fingerprint`) differ in at most
-  `max_hash_distance` bits. The hash is cut into `max_hash_distance + 1` interleaved bands: two hashes that
-  close agree exactly on at least one band (pigeonhole), so grouping the faces by (band, value) puts every
-  such pair in a common group (multi-index hashing). A pair is judged once, in the first band it shares.
+Candidates, found without comparing all pairs: faces whose source images' perceptual hashes
+(`pipeline.stages.fingerprint`) differ in at most `max_hash_distance` bits. The hash is cut into
+`max_hash_distance + 1` interleaved bands: two hashes that close agree exactly on at least one band
+(pigeonhole), so grouping the faces by (band, value) puts every such pair in a common group (multi-index
+hashing). A pair is judged once, in the first band it shares. What travels through that grouping is a
+tuple of plain values per face and band (`record_of`), which Beam encodes without pickling.
 
-A near candidate is a copy only if the second check agrees (`face_residual`): its two face regions, laid
+- exact copies: two faces of files with the same SHA-256 and the same face index (identical bytes decode
+  to identical pixels, hence identical hashes: they always meet);
+- near copies: a candidate is a copy only if the second check agrees (`face_residual`): its two face regions, laid
 on each other by their place in the source image, differ nowhere by more than `check.max_residual` after
 normalising exposure. A re-encoded, resized or brightened copy passes; the same person photographed again
 in the same setting with another expression (or a moment later) does not: the hash alone cannot tell
@@ -85,9 +87,24 @@ def sample_key(sample: Sample) -> tuple:
     return (item.source, item.source_item, -1 if item.frame_index is None else item.frame_index, sample.face_index)
 
 
-def face_of(sample: Sample, rank: dict[str, int]) -> Face:
+def record_of(sample: Sample, rank: dict[str, int]) -> tuple:
     key = sample_key(sample)
-    return Face((rank.get(key[0], len(rank)), *key), sample.face_id, sample.image_sha256, sample.fingerprint)
+    return face_record(Face((rank.get(key[0], len(rank)), *key), sample.face_id, sample.image_sha256,
+                            sample.fingerprint))
+
+
+def face_record(face: Face) -> tuple:
+    """A face as plain values (the hash as a decimal string: Beam's fast coder takes 64-bit ints only)."""
+    fp = face.fingerprint
+    return face.order, face.face_id, face.sha, str(fp.phash), fp.thumb.tobytes(), fp.box, fp.aspect, fp.detail
+
+
+def face_of(record: tuple) -> Face:
+    """The inverse of face_record."""
+    order, face_id, sha, phash, thumb, box, aspect, detail = record
+    side = math.isqrt(len(thumb))
+    return Face(tuple(order), face_id, sha, Fingerprint(int(phash), np.frombuffer(thumb, np.uint8).reshape(side, side),
+                                                        tuple(box), aspect, detail))
 
 
 def bands(phash: int, bits: int, count: int) -> list[int]:
@@ -96,11 +113,10 @@ def bands(phash: int, bits: int, count: int) -> list[int]:
     return [int.from_bytes(np.packbits(values[j::count]).tobytes(), "big") for j in range(count)]
 
 
-def candidate_keys(face: Face, cfg: DedupConfig) -> Iterator[tuple[tuple, Face]]:
-    """The groups a face joins: its file's SHA-256, and each band of its hash."""
-    yield ("sha", face.sha), face
-    for j, value in enumerate(bands(face.fingerprint.phash, cfg.hash_bits, cfg.max_hash_distance + 1)):
-        yield ("band", j, value), face
+def candidate_keys(record: tuple, cfg: DedupConfig) -> Iterator[tuple[tuple, tuple]]:
+    """The groups a face joins: one per band of its hash."""
+    for j, value in enumerate(bands(int(record[3]), cfg.hash_bits, cfg.max_hash_distance + 1)):
+        yield (j, value), record
 
 
 def close_pairs(hashes: list[int], bits: int, radius: int) -> Iterator[tuple[int, int, int]]:
@@ -199,35 +215,27 @@ class PairFaces(beam.DoFn):
         self.counters = {what: Metrics.counter(STAGE, what) for what in
                          ("pairs.exact", "pairs.candidates", "pairs.confirmed", "pairs.distinct")}
 
-    def process(self, group: tuple[tuple, Iterable[Face]]) -> Iterator[Pair]:
-        key, members = group
-        faces = sorted(members, key=lambda f: f.order)
-        if len(faces) < 2:
+    def process(self, group: tuple[tuple, Iterable[tuple]]) -> Iterator[Pair]:
+        (band, _), members = group
+        members = list(members)
+        if len(members) < 2:  # most groups: nothing to compare
             return
-        if key[0] == "sha":
-            yield from self._exact(faces)
-        else:
-            yield from self._near(faces, key[1])
-
-    def _exact(self, faces: list[Face]) -> Iterator[Pair]:
-        for i, later in enumerate(faces):
-            for earlier in faces[:i]:
-                if earlier.input != later.input and earlier.order[-1] == later.order[-1]:
-                    self.counters["pairs.exact"].inc()
-                    yield Pair(earlier.bare(), later.bare(), EXACT,
-                               f"the same file (sha256 {later.sha[:16]}) as {earlier.label}")
-                    break
-
-    def _near(self, faces: list[Face], band: int) -> Iterator[Pair]:
         cfg = self.cfg
+        faces = sorted((face_of(r) for r in members), key=lambda f: f.order)
         count = cfg.max_hash_distance + 1
         cut = [bands(f.fingerprint.phash, cfg.hash_bits, count)[:band] for f in faces]
         for i, j, distance in close_pairs([f.fingerprint.phash for f in faces], cfg.hash_bits, cfg.max_hash_distance):
             earlier, later = faces[i], faces[j]
-            if earlier.input == later.input or earlier.sha == later.sha:
-                continue  # one photo or clip; or the same file, which the exact group judges
+            if earlier.input == later.input:
+                continue  # two faces of one photo, or frames of one clip
             if any(x == y for x, y in zip(cut[i], cut[j], strict=True)):
                 continue  # judged in the group of an earlier band they share
+            if earlier.sha == later.sha:  # the same file: the same face if it has the same index, else another
+                if earlier.order[-1] == later.order[-1]:
+                    self.counters["pairs.exact"].inc()
+                    yield Pair(earlier.bare(), later.bare(), EXACT,
+                               f"the same file (sha256 {later.sha[:16]}) as {earlier.label}")
+                continue
             self.counters["pairs.candidates"].inc()
             copy, _, how = same_photo(earlier.fingerprint, later.fingerprint, cfg.check)
             if not copy:
@@ -281,7 +289,7 @@ class Deduplicate(beam.PTransform):
 
     def expand(self, samples):
         pairs = (samples
-                 | "Faces" >> beam.Map(face_of, self.rank)
+                 | "Faces" >> beam.Map(record_of, self.rank)
                  | "CandidateKeys" >> beam.FlatMap(candidate_keys, self.cfg)
                  | "Candidates" >> beam.GroupByKey()
                  | "PairFaces" >> beam.ParDo(PairFaces(self.cfg)))

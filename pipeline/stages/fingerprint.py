@@ -48,10 +48,30 @@ def grey(rgb: np.ndarray) -> np.ndarray:
     return rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
 
 
-def perceptual_hash(rgb: np.ndarray, bits: int) -> int:
-    """`bits`-bit DCT hash of an image (RGB or grey, any size)."""
-    # Area-average first, grey second: the same thumbnail up to rounding, a fraction of the work on large images.
-    small = grey(cv2.resize(rgb, (HASH_GRID, HASH_GRID), interpolation=cv2.INTER_AREA)).astype(np.float32)
+def thumbnail(grey_image: np.ndarray, box: tuple[int, int, int, int], size: int,
+              integral: np.ndarray | None = None) -> np.ndarray:
+    """The mean grey level of each of size x size cells of `box` (left, top, right, bottom) as float32.
+
+    A region at least twice the thumbnail's side is averaged from the integral image (cell edges on whole
+    pixels: ~5x faster than cv2.resize's INTER_AREA, which weighs fractional pixels); a smaller one is
+    resized (upsampled), where averaging has nothing to do."""
+    left, top, right, bottom = box
+    if min(right - left, bottom - top) < 2 * size:
+        region = grey_image[top:bottom, left:right]
+        return cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
+    if integral is None:
+        integral = cv2.integral(grey_image)
+    xs = np.rint(np.linspace(left, right, size + 1)).astype(int)
+    ys = np.rint(np.linspace(top, bottom, size + 1)).astype(int)
+    corners = integral[np.ix_(ys, xs)].astype(np.float64)
+    sums = corners[1:, 1:] - corners[:-1, 1:] - corners[1:, :-1] + corners[:-1, :-1]
+    return (sums / np.outer(np.diff(ys), np.diff(xs))).astype(np.float32)
+
+
+def perceptual_hash(rgb: np.ndarray, bits: int, integral: np.ndarray | None = None) -> int:
+    """`bits`-bit DCT hash of an image (RGB or grey, any size; `integral`: its grey integral image, if known)."""
+    image = grey(rgb)
+    small = thumbnail(image, (0, 0, image.shape[1], image.shape[0]), HASH_GRID, integral)
     rows, cols = zigzag(bits + 1)
     coefficients = cv2.dct(small)[rows, cols][1:]  # without the mean (the DC term)
     signs = coefficients > np.median(coefficients)
@@ -69,10 +89,13 @@ def face_region(mesh: np.ndarray, width: int, height: int, margin: float) -> tup
 
 def fingerprint(rgb: np.ndarray, mesh: np.ndarray, cfg: DedupConfig) -> Fingerprint:
     height, width = rgb.shape[:2]
-    left, top, right, bottom = face_region(mesh, width, height, cfg.check.face_margin)
+    image = grey(rgb)
+    integral = cv2.integral(image) if min(height, width) >= 2 * HASH_GRID else None
+    box = face_region(mesh, width, height, cfg.check.face_margin)
     size = cfg.check.thumb_size
-    thumb = cv2.resize(grey(rgb[top:bottom, left:right]), (size, size), interpolation=cv2.INTER_AREA)
-    return Fingerprint(perceptual_hash(rgb, cfg.hash_bits), thumb,
+    thumb = np.clip(np.rint(thumbnail(image, box, size, integral)), 0, 255).astype(np.uint8)
+    left, top, right, bottom = box
+    return Fingerprint(perceptual_hash(image, cfg.hash_bits, integral), thumb,
                        (left / width, top / height, right / width, bottom / height), width / height,
                        min(right - left, bottom - top) / size)
 
