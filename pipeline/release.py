@@ -45,9 +45,15 @@ LIMITATIONS = [
     "a conflict flag means the AUs weakly support the label, not that the label is wrong.",
     "Answers are rendered from templates: their wording is limited to the phrasings in `templates/`, "
     "so a model trained on them learns that style.",
-    "Frames sampled from one video are near-duplicates; splits are subject-disjoint only when subjects are known.",
-    "Faces that were not detected, too small, too turned or unreadable are rejected (see the accounting); "
-    "the dataset under-represents such faces.",
+    "Frames sampled from one video are near-duplicates (dedup leaves a clip's frames to its sampling rules); splits "
+    "are subject-disjoint only when subjects are known.",
+    "Copies of a photo across or within sources are dropped (one kept, the others in the rejects with "
+    "`duplicate_of`): exact copies by file hash, near copies (re-encoded, resized, re-exposed) by a perceptual hash "
+    "confirmed on the face; a copy that was also cropped, rotated or mirrored is kept, and copies of very small "
+    "images are missed more often (rates in the project's docs/dedup.md).",
+    "Faces that were not detected (after the detection retries), too small to align, too turned or unreadable are "
+    "rejected (see the accounting); the dataset under-represents such faces. Low-resolution faces are kept and "
+    "flagged (`low_resolution`); filter on it, or on `detect_attempt`, for a cleaner subset.",
 ]
 
 

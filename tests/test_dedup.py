@@ -7,33 +7,26 @@ from __future__ import annotations
 import json
 import random
 import sys
-from collections import defaultdict
 from pathlib import Path
 
+import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
+from apache_beam.testing.util import assert_that
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from pipeline.cli import main
 from pipeline.config import DedupConfig, load_config
+from pipeline.record import Sample, SourceItem
 from pipeline.sources.demo import demo_corpus_dir
-from pipeline.stages.dedup import (
-    EXACT,
-    NEAR,
-    Face,
-    Pair,
-    PairFaces,
-    bands,
-    candidate_keys,
-    decide,
-    face_of,
-    face_record,
-    same_photo,
-)
+from pipeline.stages.base import REJECTS
+from pipeline.stages.dedup import EXACT, NEAR, Deduplicate, Face, Pair, bands, decide, same_photo, sample_key
 from pipeline.stages.fingerprint import fingerprint, perceptual_hash
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -141,69 +134,84 @@ def test_second_check_at_48px(photos, fingerprint_of) -> None:
     assert matched >= len(photos) - 1
 
 
-# --- pairs and decisions --------------------------------------------------------------------------------
+# --- pairs and decisions: the Beam transform on fingerprinted samples ------------------------------------
 
 
-def face(source: str, item: str, fp, frame: int = -1, face_index: int = 0, rank: int = 0, sha: str = "") -> Face:
-    return Face((rank, source, item, frame, face_index), f"{source}/{item}/{frame}/{face_index}", sha or item, fp)
+def sample(source: str, item: str, fp, frame: int | None = None, face_index: int = 0, sha: str = "") -> Sample:
+    return Sample(SourceItem(source, item, item, frame_index=frame), image_sha256=sha or f"{source}/{item}",
+                  face_index=face_index, fingerprint=fp)
 
 
-def judge(faces: list[Face], cfg: DedupConfig = CFG) -> list[Pair]:
-    """The candidate groups and PairFaces, as the Beam transform runs them (a GroupByKey by hand)."""
-    groups = defaultdict(list)
-    for f in faces:
-        for key, member in candidate_keys(face_record(f), cfg):
-            groups[key].append(member)
-    step = PairFaces(cfg)
-    step.setup()
-    return [pair for key, members in groups.items() for pair in step.process((key, members))]
+def dedup(samples: list[Sample], expected_rejects: dict[tuple, tuple[str, tuple]], sources=("first", "second"),
+          cfg: DedupConfig = CFG) -> None:
+    """Run Deduplicate in Beam (in-memory FnApiRunner) and check its output: the rejects, as sample key ->
+    (reason, kept twin's sample key), and the kept samples."""
+    ids = {sample_key(s): s.face_id for s in samples}
+    face_index = {s.face_id: sample_key(s) for s in samples}
+    want = {key: (reason, ids[twin]) for key, (reason, twin) in expected_rejects.items()}
+    kept = sorted(set(ids) - set(want))
+
+    def check_rejects(rejects: list) -> None:
+        got = {}
+        for r in rejects:
+            assert r.stage == "dedup" and r.detail, r
+            key = next(k for k in ids if k[:3] == (r.source, r.source_item, -1 if r.frame_index is None
+                                                   else r.frame_index) and k not in got)
+            got[key] = (r.reason, r.duplicate_of)
+        assert got == want, {k: (v[0], face_index.get(v[1])) for k, v in got.items()}
+
+    def check_kept(survivors: list) -> None:
+        assert sorted(sample_key(s) for s in survivors) == kept
+        assert all(s.fingerprint is None for s in survivors), "fingerprints are dropped once judged"
+
+    options = PipelineOptions(["--direct_running_mode=in_memory", "--direct_num_workers=1"])
+    with beam.Pipeline(runner=FnApiRunner(), options=options) as p:
+        out = p | beam.Create(samples, reshuffle=False) | Deduplicate(cfg, list(sources))
+        assert_that(out[REJECTS], check_rejects, label="rejects")
+        assert_that(out.ok, check_kept, label="kept")
 
 
-def test_a_face_travels_as_plain_values(photos, fingerprint_of) -> None:
-    f = face("s", photos[0][0], fingerprint_of(photos[0][1]))
-    record = face_record(f)
-    assert all(isinstance(v, (tuple, str, bytes, float, int)) for v in record)
-    back = face_of(record)
-    assert back.order == f.order and back.fingerprint.phash == f.fingerprint.phash
-    assert np.array_equal(back.fingerprint.thumb, f.fingerprint.thumb) and back.fingerprint.box == f.fingerprint.box
-
-
-def test_a_copy_is_judged_once_and_names_the_earlier_source(photos, fingerprint_of) -> None:
+def test_a_copy_in_a_later_source_is_rejected_naming_the_first(photos, fingerprint_of) -> None:
     name, rgb, _ = photos[0]
     original, copy = fingerprint_of(rgb), fingerprint_of(derived.decode(derived.altered_copy(rgb)))
-    pairs = judge([face("second", name, copy, rank=1, sha="b"), face("first", name, original, rank=0, sha="a")])
-    assert len(pairs) == 1, "the pair shares several bands but must be judged once"
-    pair = pairs[0]
-    assert (pair.reason, pair.earlier.key[0], pair.later.key[0]) == (NEAR, "first", "second")
-    assert pair.later.fingerprint is None, "pairs carry no thumbnails"
+    dedup([sample("second", name, copy), sample("first", name, original)],
+          {("second", name, -1, 0): (NEAR, ("first", name, -1, 0))})
 
 
-def test_faces_of_one_photo_or_one_clip_are_never_paired(photos, fingerprint_of) -> None:
-    name, rgb, _ = photos[0]
-    fp = fingerprint_of(rgb)
-    frames = [face("demo", "clip.mp4", fp, frame=i, sha=f"frame{i}") for i in range(3)]
-    same_frame_again = face("demo", "clip.mp4", fp, frame=3, sha="frame0")  # a still clip: equal frames
-    faces_of_one_photo = [face("demo", name, fp, face_index=i) for i in range(2)]
-    assert judge([*frames, same_frame_again]) == [] and judge(faces_of_one_photo) == []
-    # The same frame in another clip is a copy (exact: same pixels).
-    other_clip = face("other", "clip.mp4", fp, frame=0, sha="frame0", rank=1)
-    assert [(p.reason, p.later.key[0]) for p in judge([frames[0], other_clip])] == [(EXACT, "other")]
+def test_another_expression_of_the_same_photo_is_kept(photos, fingerprint_of) -> None:
+    """Only the pairs whose hashes are close enough to be candidates test the second check in the transform."""
+    samples = []
+    for name, rgb, mesh in photos:
+        original = fingerprint_of(rgb)
+        for kind in derived.WARP_KINDS:
+            warped = fingerprint_of(derived.decode(derived.jpeg(derived.expression_warp(rgb, mesh, kind, 0.05), 95)))
+            if (original.phash ^ warped.phash).bit_count() <= RADIUS:
+                samples += [sample("first", name, original), sample("second", f"{kind}_{name}", warped)]
+    assert len(samples) >= 4, "too few candidate pairs: the test tests nothing"
+    dedup(list({sample_key(s): s for s in samples}.values()), {})
+
+
+def test_faces_of_one_photo_or_one_clip_are_never_compared(photos, fingerprint_of) -> None:
+    fp = fingerprint_of(photos[0][1])
+    frames = [sample("first", "clip.mp4", fp, frame=i, sha=f"frame{i % 2}") for i in range(3)]  # a still clip
+    dedup(frames, {})
+    # Another input with the same face: each frame is its copy (the clip's rule binds only its own frames).
+    photo = sample("first", "a_still.jpg", fp, sha="still")
+    dedup([*frames, photo], {("first", "clip.mp4", i, 0): (NEAR, ("first", "a_still.jpg", -1, 0)) for i in range(3)})
+    faces_of_one_photo = [sample("first", "group.jpg", fp, face_index=i, sha="g") for i in range(2)]
+    dedup(faces_of_one_photo, {})
 
 
 def test_exact_copies_are_the_same_bytes_and_the_same_face(photos, fingerprint_of) -> None:
     fp = fingerprint_of(photos[0][1])
-    a0, a1 = face("a", "x.jpg", fp, sha="s"), face("a", "x.jpg", fp, face_index=1, sha="s")
-    b0, b1 = face("b", "y.jpg", fp, sha="s", rank=1), face("b", "y.jpg", fp, face_index=1, sha="s", rank=1)
-    pairs = judge([b1, a0, b0, a1])
-    assert sorted((p.earlier.key, p.later.key) for p in pairs) == [
-        (("a", "x.jpg", -1, 0), ("b", "y.jpg", -1, 0)), (("a", "x.jpg", -1, 1), ("b", "y.jpg", -1, 1))]
-    assert {p.reason for p in pairs} == {EXACT}
+    faces = [sample(source, item, fp, face_index=i, sha="same bytes")
+             for source, item in (("second", "y.jpg"), ("first", "x.jpg")) for i in range(2)]
+    dedup(faces, {("second", "y.jpg", -1, i): (EXACT, ("first", "x.jpg", -1, i)) for i in range(2)})
 
 
 def test_decisions_keep_the_earliest_and_name_a_kept_twin() -> None:
-    a, b, c, d = (face("s", name, None, rank=0) for name in "abcd")
-    pairs = [Pair(a.bare(), b.bare(), NEAR, "b~a"), Pair(b.bare(), c.bare(), NEAR, "c~b"),
-             Pair(a.bare(), d.bare(), NEAR, "d~a"), Pair(c.bare(), d.bare(), EXACT, "d=c")]
+    a, b, c, d = (Face((0, "s", name, -1, 0), f"id-{name}", name) for name in "abcd")
+    pairs = [Pair(a, b, NEAR, "b~a"), Pair(b, c, NEAR, "c~b"), Pair(a, d, NEAR, "d~a"), Pair(c, d, EXACT, "d=c")]
     expected = {b.key: (NEAR, "b~a", a.face_id), d.key: (NEAR, "d~a", a.face_id)}
     for _ in range(5):  # whatever order the pairs arrive in
         random.shuffle(pairs)

@@ -5,7 +5,8 @@ Candidates, found without comparing all pairs: faces whose source images' percep
 `max_hash_distance + 1` interleaved bands: two hashes that close agree exactly on at least one band
 (pigeonhole), so grouping the faces by (band, value) puts every such pair in a common group (multi-index
 hashing). A pair is judged once, in the first band it shares. What travels through that grouping is a
-tuple of plain values per face and band (`record_of`), which Beam encodes without pickling.
+small tuple of plain values per face and band (order, ids, hash); the face thumbnails the second check
+needs travel once per face, and are joined to the (few) candidate pairs by face.
 
 - exact copies: two faces of files with the same SHA-256 and the same face index (identical bytes decode
   to identical pixels, hence identical hashes: they always meet);
@@ -47,12 +48,12 @@ EXACT, NEAR = "exact_duplicate", "near_duplicate"
 
 @dataclass(frozen=True)
 class Face:
-    """What dedup knows of one face: its place in the keep order, its id, and its fingerprint."""
+    """What candidate generation knows of one face: its place in the keep order, its ids and its hash."""
 
     order: tuple  # (source rank, source, source_item, frame or -1, face_index): the earliest copy is kept
     face_id: str
     sha: str
-    fingerprint: Fingerprint | None = None
+    phash: int = 0
 
     @property
     def key(self) -> tuple:
@@ -67,9 +68,6 @@ class Face:
     def label(self) -> str:
         _, source, item, frame, _ = self.order
         return f"{source}:{item}" + (f"#{frame}" if frame >= 0 else "")
-
-    def bare(self) -> Face:
-        return Face(self.order, self.face_id, self.sha)
 
 
 @dataclass(frozen=True)
@@ -87,24 +85,29 @@ def sample_key(sample: Sample) -> tuple:
     return (item.source, item.source_item, -1 if item.frame_index is None else item.frame_index, sample.face_index)
 
 
-def record_of(sample: Sample, rank: dict[str, int]) -> tuple:
-    key = sample_key(sample)
-    return face_record(Face((rank.get(key[0], len(rank)), *key), sample.face_id, sample.image_sha256,
-                            sample.fingerprint))
+def record_of(sample: Sample, rank: dict[str, int]) -> tuple[tuple, tuple]:
+    """A face as two tuples of plain values (Beam encodes them without pickling): its reference (order, face_id,
+    sha, hash as a decimal string: Beam's fast coder takes 64-bit ints only) and its view (what the second
+    check compares: thumbnail bytes, region, aspect ratio, detail)."""
+    key, fp = sample_key(sample), sample.fingerprint
+    order = (rank.get(key[0], len(rank)), *key)
+    return (order, sample.face_id, sample.image_sha256, str(fp.phash)), view_of(fp)
 
 
-def face_record(face: Face) -> tuple:
-    """A face as plain values (the hash as a decimal string: Beam's fast coder takes 64-bit ints only)."""
-    fp = face.fingerprint
-    return face.order, face.face_id, face.sha, str(fp.phash), fp.thumb.tobytes(), fp.box, fp.aspect, fp.detail
+def view_of(fp: Fingerprint) -> tuple:
+    return fp.thumb.tobytes(), fp.box, fp.aspect, fp.detail
 
 
-def face_of(record: tuple) -> Face:
-    """The inverse of face_record."""
-    order, face_id, sha, phash, thumb, box, aspect, detail = record
+def fingerprint_of(view: tuple) -> Fingerprint:
+    """The inverse of view_of (without the hash, which the second check does not read)."""
+    thumb, box, aspect, detail = view
     side = math.isqrt(len(thumb))
-    return Face(tuple(order), face_id, sha, Fingerprint(int(phash), np.frombuffer(thumb, np.uint8).reshape(side, side),
-                                                        tuple(box), aspect, detail))
+    return Fingerprint(0, np.frombuffer(thumb, np.uint8).reshape(side, side), tuple(box), aspect, detail)
+
+
+def face_of(ref: tuple) -> Face:
+    order, face_id, sha, phash = ref
+    return Face(tuple(order), face_id, sha, int(phash))
 
 
 def bands(phash: int, bits: int, count: int) -> list[int]:
@@ -113,10 +116,10 @@ def bands(phash: int, bits: int, count: int) -> list[int]:
     return [int.from_bytes(np.packbits(values[j::count]).tobytes(), "big") for j in range(count)]
 
 
-def candidate_keys(record: tuple, cfg: DedupConfig) -> Iterator[tuple[tuple, tuple]]:
+def candidate_keys(ref: tuple, cfg: DedupConfig) -> Iterator[tuple[tuple, tuple]]:
     """The groups a face joins: one per band of its hash."""
-    for j, value in enumerate(bands(int(record[3]), cfg.hash_bits, cfg.max_hash_distance + 1)):
-        yield (j, value), record
+    for j, value in enumerate(bands(int(ref[3]), cfg.hash_bits, cfg.max_hash_distance + 1)):
+        yield (j, value), ref
 
 
 def close_pairs(hashes: list[int], bits: int, radius: int) -> Iterator[tuple[int, int, int]]:
@@ -205,26 +208,26 @@ def face_residual(a: Fingerprint, b: Fingerprint, check: FaceCheckConfig) -> tup
     return float(np.abs(diff[keep]).max()), ""
 
 
-class PairFaces(beam.DoFn):
-    """One candidate group -> its confirmed copies (`Pair`s). Counters: pairs judged and their outcome."""
+class FindCandidates(beam.DoFn):
+    """One band group -> exact copies (`Pair`s, tagged EXACT) and near candidates ((pair id, (earlier, later,
+    hash distance)) on the main output): pairs within the Hamming radius, of different inputs, met in the
+    first band they share."""
 
     def __init__(self, cfg: DedupConfig) -> None:
         self.cfg = cfg
 
     def setup(self) -> None:
-        self.counters = {what: Metrics.counter(STAGE, what) for what in
-                         ("pairs.exact", "pairs.candidates", "pairs.confirmed", "pairs.distinct")}
+        self.counters = {what: Metrics.counter(STAGE, what) for what in ("pairs.exact", "pairs.candidates")}
 
-    def process(self, group: tuple[tuple, Iterable[tuple]]) -> Iterator[Pair]:
+    def process(self, group: tuple[tuple, Iterable[tuple]]) -> Iterator:
         (band, _), members = group
         members = list(members)
         if len(members) < 2:  # most groups: nothing to compare
             return
         cfg = self.cfg
-        faces = sorted((face_of(r) for r in members), key=lambda f: f.order)
-        count = cfg.max_hash_distance + 1
-        cut = [bands(f.fingerprint.phash, cfg.hash_bits, count)[:band] for f in faces]
-        for i, j, distance in close_pairs([f.fingerprint.phash for f in faces], cfg.hash_bits, cfg.max_hash_distance):
+        faces = sorted((face_of(ref) for ref in members), key=lambda f: f.order)
+        cut = [bands(f.phash, cfg.hash_bits, cfg.max_hash_distance + 1)[:band] for f in faces]
+        for i, j, distance in close_pairs([f.phash for f in faces], cfg.hash_bits, cfg.max_hash_distance):
             earlier, later = faces[i], faces[j]
             if earlier.input == later.input:
                 continue  # two faces of one photo, or frames of one clip
@@ -233,17 +236,50 @@ class PairFaces(beam.DoFn):
             if earlier.sha == later.sha:  # the same file: the same face if it has the same index, else another
                 if earlier.order[-1] == later.order[-1]:
                     self.counters["pairs.exact"].inc()
-                    yield Pair(earlier.bare(), later.bare(), EXACT,
-                               f"the same file (sha256 {later.sha[:16]}) as {earlier.label}")
+                    yield beam.pvalue.TaggedOutput(EXACT, Pair(
+                        earlier, later, EXACT, f"the same file (sha256 {later.sha[:16]}) as {earlier.label}"))
                 continue
             self.counters["pairs.candidates"].inc()
-            copy, _, how = same_photo(earlier.fingerprint, later.fingerprint, cfg.check)
-            if not copy:
-                self.counters["pairs.distinct"].inc()
-                continue
-            self.counters["pairs.confirmed"].inc()
-            yield Pair(earlier.bare(), later.bare(), NEAR,
-                       f"a copy of {earlier.label}: source hashes {distance}/{cfg.hash_bits} bits apart, {how}")
+            yield (earlier.order, later.order), (earlier, later, distance)
+
+
+def ask_for_views(candidate: tuple) -> Iterator[tuple[tuple, tuple]]:
+    """A candidate pair asks each of its faces for its view: (face order, (pair id, role))."""
+    pair_id, _ = candidate
+    yield pair_id[0], (pair_id, 0)
+    yield pair_id[1], (pair_id, 1)
+
+
+def answer_with_view(joined: tuple[tuple, dict]) -> Iterator[tuple[tuple, tuple]]:
+    """A face's view, to each candidate pair that asked for it: (pair id, (role, view))."""
+    _, parts = joined
+    asks = list(parts["ask"])
+    if asks:
+        view = next(iter(parts["view"]))
+        for pair_id, role in asks:
+            yield pair_id, (role, view)
+
+
+class ConfirmPairs(beam.DoFn):
+    """A candidate pair with both views -> a near-copy `Pair` when the second check says the same photograph."""
+
+    def __init__(self, cfg: DedupConfig) -> None:
+        self.cfg = cfg
+
+    def setup(self) -> None:
+        self.counters = {what: Metrics.counter(STAGE, what) for what in ("pairs.confirmed", "pairs.distinct")}
+
+    def process(self, joined: tuple[tuple, dict]) -> Iterator[Pair]:
+        _, parts = joined
+        (earlier, later, distance), = parts["candidate"]
+        views = dict(parts["view"])
+        copy, _, how = same_photo(fingerprint_of(views[0]), fingerprint_of(views[1]), self.cfg.check)
+        if not copy:
+            self.counters["pairs.distinct"].inc()
+            return
+        self.counters["pairs.confirmed"].inc()
+        yield Pair(earlier, later, NEAR,
+                   f"a copy of {earlier.label}: source hashes {distance}/{self.cfg.hash_bits} bits apart, {how}")
 
 
 def decide(pairs: Iterable[Pair]) -> dict[tuple, tuple[str, str, str]]:
@@ -288,14 +324,24 @@ class Deduplicate(beam.PTransform):
         self.rank = {name: i for i, name in enumerate(source_order)}
 
     def expand(self, samples):
-        pairs = (samples
-                 | "Faces" >> beam.Map(record_of, self.rank)
-                 | "CandidateKeys" >> beam.FlatMap(candidate_keys, self.cfg)
-                 | "Candidates" >> beam.GroupByKey()
-                 | "PairFaces" >> beam.ParDo(PairFaces(self.cfg)))
-        # Confirmed copies are few (a pair per duplicate): one worker decides them all, in one order.
-        rejected = (pairs
+        faces = samples | "Faces" >> beam.Map(record_of, self.rank)
+        found = (faces
+                 | "Refs" >> beam.Map(lambda face: face[0])
+                 | "BandKeys" >> beam.FlatMap(candidate_keys, self.cfg)
+                 | "Bands" >> beam.GroupByKey()
+                 | "FindCandidates" >> beam.ParDo(FindCandidates(self.cfg)).with_outputs(EXACT, main="near"))
+        # Each face's view travels once; the few candidate pairs collect the two they need.
+        views = faces | "Views" >> beam.Map(lambda face: (face[0][0], face[1]))
+        asks = found.near | "Asks" >> beam.FlatMap(ask_for_views)
+        answers = {"view": views, "ask": asks} | "JoinViews" >> beam.CoGroupByKey() | "Answer" >> beam.FlatMap(
+            answer_with_view)
+        confirmed = ({"candidate": found.near, "view": answers}
+                     | "JoinPairs" >> beam.CoGroupByKey()
+                     | "Confirm" >> beam.ParDo(ConfirmPairs(self.cfg)))
+        # Confirmed copies are few (one pair per duplicate): one worker decides them all, in one order.
+        rejected = ((found[EXACT], confirmed)
+                    | "Pairs" >> beam.Flatten()
                     | "AllPairs" >> beam.combiners.ToList()
-                    | "Decide" >> beam.FlatMap(lambda found: decide(found).items()))
+                    | "Decide" >> beam.FlatMap(lambda pairs: decide(pairs).items()))
         return samples | "Apply" >> beam.ParDo(DedupStage(), beam.pvalue.AsDict(rejected)).with_outputs(
             REJECTS, main="ok")
