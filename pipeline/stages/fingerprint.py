@@ -50,22 +50,30 @@ def grey(rgb: np.ndarray) -> np.ndarray:
 
 def thumbnail(grey_image: np.ndarray, box: tuple[int, int, int, int], size: int,
               integral: np.ndarray | None = None) -> np.ndarray:
-    """The mean grey level of each of size x size cells of `box` (left, top, right, bottom) as float32.
+    """The region `box` (left, top, right, bottom) of a grey image resampled to size x size, float32.
 
-    A region at least twice the thumbnail's side is averaged from the integral image (cell edges on whole
-    pixels: ~5x faster than cv2.resize's INTER_AREA, which weighs fractional pixels); a smaller one is
-    resized (upsampled), where averaging has nothing to do."""
+    Downsampling averages each cell's area exactly, as cv2.resize's INTER_AREA does, but from the integral
+    image (shared by the hash and the face thumbnail; several times faster on large images): the integral
+    image of square pixels is bilinear inside each pixel, so interpolating it at the cells' fractional corners
+    gives exact area sums. Upsampling (a region smaller than the thumbnail) is left to cv2.resize."""
     left, top, right, bottom = box
-    if min(right - left, bottom - top) < 2 * size:
+    if min(right - left, bottom - top) < size:
         region = grey_image[top:bottom, left:right]
         return cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
     if integral is None:
         integral = cv2.integral(grey_image)
-    xs = np.rint(np.linspace(left, right, size + 1)).astype(int)
-    ys = np.rint(np.linspace(top, bottom, size + 1)).astype(int)
-    corners = integral[np.ix_(ys, xs)].astype(np.float64)
+    steps = np.arange(size + 1) / size
+    xs, ys = left + (right - left) * steps, top + (bottom - top) * steps
+    x0 = np.minimum(xs.astype(int), integral.shape[1] - 2)
+    y0 = np.minimum(ys.astype(int), integral.shape[0] - 2)
+    fx, fy = xs - x0, ys - y0
+    n = size + 1  # the integral image at the pixel corners around each cell corner, then their bilinear mix
+    near = integral[np.ix_(np.concatenate([y0, y0 + 1]), np.concatenate([x0, x0 + 1]))].astype(np.float64)
+    upper = near[:n, :n] * (1 - fx) + near[:n, n:] * fx
+    lower = near[n:, :n] * (1 - fx) + near[n:, n:] * fx
+    corners = upper * (1 - fy)[:, None] + lower * fy[:, None]
     sums = corners[1:, 1:] - corners[:-1, 1:] - corners[1:, :-1] + corners[:-1, :-1]
-    return (sums / np.outer(np.diff(ys), np.diff(xs))).astype(np.float32)
+    return (sums / (np.diff(ys)[:, None] * np.diff(xs)[None, :])).astype(np.float32)
 
 
 def perceptual_hash(rgb: np.ndarray, bits: int, integral: np.ndarray | None = None) -> int:
@@ -80,10 +88,10 @@ def perceptual_hash(rgb: np.ndarray, bits: int, integral: np.ndarray | None = No
 
 def face_region(mesh: np.ndarray, width: int, height: int, margin: float) -> tuple[int, int, int, int]:
     """The face's square box (mesh extent scaled by `margin`) in whole pixels, clipped to the image."""
-    (x0, y0), (x1, y1) = mesh[:, :2].min(axis=0), mesh[:, :2].max(axis=0)
+    (x0, y0), (x1, y1) = mesh[:, :2].min(axis=0).tolist(), mesh[:, :2].max(axis=0).tolist()
     cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) * margin / 2
-    left, top = int(np.clip(round(cx - half), 0, width - 1)), int(np.clip(round(cy - half), 0, height - 1))
-    right, bottom = int(np.clip(round(cx + half), left + 1, width)), int(np.clip(round(cy + half), top + 1, height))
+    left, top = min(max(round(cx - half), 0), width - 1), min(max(round(cy - half), 0), height - 1)
+    right, bottom = min(max(round(cx + half), left + 1), width), min(max(round(cy + half), top + 1), height)
     return left, top, right, bottom
 
 
@@ -93,7 +101,7 @@ def fingerprint(rgb: np.ndarray, mesh: np.ndarray, cfg: DedupConfig) -> Fingerpr
     integral = cv2.integral(image) if min(height, width) >= 2 * HASH_GRID else None
     box = face_region(mesh, width, height, cfg.check.face_margin)
     size = cfg.check.thumb_size
-    thumb = np.clip(np.rint(thumbnail(image, box, size, integral)), 0, 255).astype(np.uint8)
+    thumb = np.rint(thumbnail(image, box, size, integral)).astype(np.uint8)  # means of 0..255: in range
     left, top, right, bottom = box
     return Fingerprint(perceptual_hash(image, cfg.hash_bits, integral), thumb,
                        (left / width, top / height, right / width, bottom / height), width / height,
