@@ -114,7 +114,8 @@ def parallel_loops(corpus: Path, workers: int) -> dict:
 
 def stage_profile(corpus: Path, limit: int = 200) -> dict:
     """Milliseconds per input image spent in each stage, the rows and the Parquet write, running the
-    stages one after the other in this process (no Beam) on the first `limit` images. The Parquet
+    stages one after the other in this process (no Beam) on the first `limit` images (fingerprint: the work
+    dedup adds per face when enabled; the builds here run without dedup). The Parquet
     write goes through Beam's own row-to-Arrow step and pyarrow's writer, as in a build."""
     import apache_beam as beam
     import pyarrow.parquet as pq
@@ -129,6 +130,7 @@ def stage_profile(corpus: Path, limit: int = 200) -> dict:
     from pipeline.stages.au import AUStage, BlendshapeAUMapping
     from pipeline.stages.decode import DecodeStage
     from pipeline.stages.detect import DetectStage
+    from pipeline.stages.fingerprint import FingerprintStage
     from pipeline.stages.render import RenderStage
     from pipeline.stages.synergy import Prototypes, SynergyStage
     from pipeline.stages.verify import VerifyStage
@@ -140,7 +142,7 @@ def stage_profile(corpus: Path, limit: int = 200) -> dict:
     mapping = BlendshapeAUMapping.load(config.resolve(config.au.mapping), config.resolve(config.au.thresholds),
                                        config.resolve(config.au.vocabulary), config.resolve("schemas/blendshapes.json"))
     stages = [
-        DecodeStage(config.decode), DetectStage(config.detect, str(model.path)),
+        DecodeStage(config.decode), DetectStage(config.detect, str(model.path)), FingerprintStage(config.dedup),
         AlignStage(config.align, config.resolve("schemas/alignment_template.json")),
         AUStage(mapping, "bench"),
         SynergyStage(config.synergy, Prototypes.load(config.resolve(config.synergy.prototypes))),

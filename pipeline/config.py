@@ -59,8 +59,8 @@ class DetectAttempt(Section):
     """One retry of face detection on a changed copy of the image, after a miss on the image as given."""
 
     name: str = Field(pattern=r"^[a-z0-9_]+$", description="recorded in the row's detect_attempt")
-    pad: float = Field(default=0.0, ge=0, le=2, description="border added on every side, as a fraction of the "
-                       "longer side, filled with the image's mean colour (finds faces that touch the frame)")
+    pad: float = Field(default=0.0, ge=0, le=2, description="black border added on every side, as a fraction of "
+                       "the longer side (finds faces that touch the frame)")
     upscale_to: int | None = Field(default=None, ge=16, description="first upscale (bicubic) so the shorter side is at "
                                    "least this many px; an image already that large is not upscaled")
 
