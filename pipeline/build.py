@@ -22,6 +22,8 @@ from apache_beam.io.parquetio import WriteToParquet
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import __version__
+from pipeline.au.head import INTENSITY_SCALE, AUHead, feature_names
+from pipeline.au.measures import MeshMeasures
 from pipeline.config import Config, ConfigError, OutputConfig
 from pipeline.errors import LLMStopped, PipelineFailed
 from pipeline.io.inputs import read_input_file, write_input_files
@@ -35,7 +37,7 @@ from pipeline.release import write_dataset_card
 from pipeline.sources import make_source
 from pipeline.splits import unit_hash
 from pipeline.stages.align import AlignStage
-from pipeline.stages.au import AUStage, BlendshapeAUMapping
+from pipeline.stages.au import AUStage
 from pipeline.stages.au_pyfeat import PyFeatAUMapping, PyFeatAUStage
 from pipeline.stages.base import REJECTS, describe
 from pipeline.stages.blendshapes_torch import TorchBlendshapesStage
@@ -43,11 +45,13 @@ from pipeline.stages.decode import DecodeStage
 from pipeline.stages.dedup import DedupStage
 from pipeline.stages.detect import DetectStage
 from pipeline.stages.landmarks_fan import FanLandmarksStage
+from pipeline.stages.measure import MeasureStage
 from pipeline.stages.render import RenderStage
 from pipeline.stages.synergy import Prototypes, SynergyStage
 from pipeline.stages.verify import VerifyStage
 from pipeline.templating import TemplateLibrary
 from pipeline.validate import validate_build
+from pipeline.vocabulary import load_au_vocabulary
 from pipeline.warm_process import WarmProcess, suite_process
 
 log = logging.getLogger(__name__)
@@ -195,10 +199,10 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmP
     items, read_rejects = enumerate_inputs(config)
     library = TemplateLibrary(config.resolve(config.render.templates_dir))
     landmarker_file = resolve_model("face_landmarker", config.detect.model_path)
-    mapping = BlendshapeAUMapping.load(
-        config.resolve(config.au.mapping), config.resolve(config.au.thresholds),
-        config.resolve(config.au.vocabulary), config.resolve("schemas/blendshapes.json"),
-    )
+    codes = [row["code"] for row in load_au_vocabulary(config.resolve(config.au.vocabulary))]
+    measures = MeshMeasures.load(config.resolve(config.au.measures))
+    blendshape_names = json.loads(config.resolve("schemas/blendshapes.json").read_text())["names"]
+    head = AUHead.load(config.resolve(config.au.head), codes).bind(feature_names(blendshape_names, measures.names))
     prototypes = Prototypes.load(config.resolve(config.synergy.prototypes))
     check_llm(config, library.tasks)
     detector_version = f"mediapipe-face-landmarker@{landmarker_file.sha256[:12]}"
@@ -208,7 +212,7 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmP
         detector_version += f"+fan-2d@{models['fan_2d'].sha256[:12]}"
     blendshape_model = (detector_version if config.au.backend == "mediapipe"
                         else f"torch-blendshapes@{landmarker_file.sha256[:12]}")
-    au_model = f"{blendshape_model}+{mapping.version}"
+    au_model = f"{blendshape_model}+{head.tag}"
     pyfeat_mapping = None
     if config.au.backend == "pyfeat":
         from pipeline.models.pyfeat_au import MODEL_NAME, pyfeat_version
@@ -252,6 +256,7 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmP
                            config.au, 1, d.fan_batch_size, stage_rejects)
     samples = _then(samples, "Align", AlignStage(config.align, config.resolve("schemas/alignment_template.json")),
                     stage_rejects)
+    samples = _then(samples, "Measure", MeasureStage(measures), stage_rejects)
     au = config.au
     if au.backend == "torch-blendshapes":
         samples = _batched(samples, "Blendshapes", TorchBlendshapesStage(au.device, str(landmarker_file.path)),
@@ -260,7 +265,7 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmP
         step = PyFeatAUStage(pyfeat_mapping, str(models["pyfeat_xgb_au"].path), au.device)
         samples = _batched(samples, "AU", step, au, au.min_batch_size, au.max_batch_size, stage_rejects)
     else:
-        samples = _then(samples, "AU", AUStage(mapping, blendshape_model), stage_rejects)
+        samples = _then(samples, "AU", AUStage(head, blendshape_model), stage_rejects)
     samples = _then(samples, "Synergy", SynergyStage(config.synergy, prototypes), stage_rejects)
     if config.dedup.enabled:
         dedup = beam.ParDo(DedupStage([s.name for s in config.sources])).with_outputs(REJECTS, main="ok")
@@ -322,9 +327,13 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmP
         **({"llm": llm_summary} if llm_summary else {}),
         "versions": versions,
         "models": {name: {"path": f.path.name, "sha256": f.sha256} for name, f in models.items()},
-        "au_vocabulary": mapping.codes,
+        "au_vocabulary": codes,
         "au_intensity_scale": ("0-5 = 5 x py-feat occurrence probability (schemas/pyfeat_to_au.json)" if pyfeat_mapping
-                               else "0-5 continuous; 1..5 ~ FACS levels A..E (schemas/blendshape_to_au.json)"),
+                               else INTENSITY_SCALE),
+        "au_head": None if pyfeat_mapping else head_summary(head),
+        "blendshape_names": blendshape_names,
+        "face_measure_names": measures.names,
+        "face_measures_version": measures.version,
         "au_not_measured": pyfeat_mapping.not_measured if pyfeat_mapping else [],
         "crop_size": config.align.crop_size,
         "splits": splits,
@@ -352,6 +361,13 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmP
         report.result_path = out_dir / "validation" / report.result_path.name
         report.html_path = out_dir / "validation" / report.html_path.name
     return BuildResult(out_dir, manifest, time.monotonic() - started, report)
+
+
+def head_summary(head: AUHead) -> dict[str, Any]:
+    """What the manifest and dataset card say about the AU head: its name, version, origin and known accuracy."""
+    return {"name": head.name, "version": head.version, "method": head.meta.get("method"),
+            "fitted_on": head.fitted_on, "origin": head.origin, "quality": head.quality,
+            "quality_source": head.meta.get("quality_source")}
 
 
 def check_llm(config: Config, template_tasks: list[str]) -> None:

@@ -31,6 +31,13 @@ def _source_spec(spec: str) -> dict:
     return entry
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _add_build(sub) -> None:
     p = sub.add_parser("build", help="run the Beam pipeline: sources -> faces -> AUs -> instructions -> Parquet",
                        description="Build a dataset from params.yaml; flags override params.")
@@ -270,15 +277,20 @@ def cmd_sources(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from pipeline.calibrate import calibrate, write_calibration
+    from pipeline.calibrate import calibrate, report_lines
     from pipeline.config import load_config
 
     config = load_config(args.params)
-    result = calibrate(args.builds, config.resolve(config.synergy.prototypes), min_support=args.min_support)
-    path = write_calibration(result, args.output)
-    print(f"thresholds for {len(result['thresholds']) - len(result['uncalibrated'])} AUs calibrated on "
-          f"{result['faces']} faces ({len(result['uncalibrated'])} kept at the default); written to {path}; "
-          f"use it with --set au.thresholds={path}")
+    base = Path(args.base) if args.base else config.resolve(config.au.head)
+    try:
+        head, fits = calibrate(args.builds, base, args.output, min_positives=args.min_positives, folds=args.folds)
+    except ValueError as exc:
+        print(f"fea calibrate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print("\n".join(report_lines(head, fits)))
+    learned = sum(f.fitted for f in fits)
+    print(f"AU head {head.tag}: {learned} AUs learned, {len(fits) - learned} kept from {head.meta['base']}; "
+          f"written to {args.output}; use it with: fea build --set au.head={args.output}")
     return EXIT_OK
 
 
@@ -317,13 +329,16 @@ def parser() -> argparse.ArgumentParser:
     ib.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a param")
     ib.add_argument("--cache-dir", help="cache folder (default: llm.cache_dir)")
     sub.add_parser("sources", help="list the source adapters (built-in and registered), one line each")
-    c = sub.add_parser("calibrate", help="choose per-AU occurrence thresholds from labelled builds",
-                       description=(__import__("pipeline.calibrate").calibrate.__doc__ or "").split("\n\n")[1])
-    c.add_argument("builds", type=Path, nargs="+", help="build folders with emotion labels")
-    c.add_argument("--output", "-o", type=Path, default=Path("au_thresholds.calibrated.json"),
-                   help="thresholds JSON to write (format of schemas/au_thresholds.json)")
-    c.add_argument("--min-support", type=int, default=10, help="fewest positives and negatives to calibrate an AU")
-    c.add_argument("--params", type=Path, default=None, help="params file naming the emotion prototypes")
+    c = sub.add_parser("calibrate", help="learn an AU head from FACS-coded builds (for --set au.head=FILE)",
+                       description=(__import__("pipeline.calibrate").calibrate.__doc__ or "").split("\n\n")[0])
+    c.add_argument("builds", type=Path, nargs="+", help="build folders whose rows carry corpus AU codes")
+    c.add_argument("--output", "-o", type=Path, default=Path("au_head.calibrated.json"),
+                   help="AU head JSON to write (format of schemas/au_head.json)")
+    c.add_argument("--min-positives", type=_positive_int, default=10,
+                   help="fewest coded positives (and negatives) to learn an AU; rarer AUs keep the base head's model")
+    c.add_argument("--folds", type=_positive_int, default=5, help="subject-disjoint cross-validation folds")
+    c.add_argument("--base", help="head whose models rarely coded AUs keep (default: params' au.head)")
+    c.add_argument("--params", type=Path, default=None, help="params file (for au.head)")
     _add_train(sub)
     _add_evaluate(sub)
     _add_export(sub)

@@ -91,8 +91,12 @@ class AUConfig(Section):
     accelerator: str | None = Field(
         default=None, description="Beam resource hint for the AU stage, e.g. Dataflow "
         "'type:nvidia-tesla-t4;count:1;install-nvidia-driver'")
-    mapping: str = "schemas/blendshape_to_au.json"
-    thresholds: str = "schemas/au_thresholds.json"
+    head: str = Field(
+        default="schemas/au_head.json",
+        description="AU head (mediapipe, torch-blendshapes backends): per-AU linear scores over the blendshapes and "
+        "mesh measures; the default is derived from FACS knowledge, `fea calibrate` learns one from FACS-coded builds")
+    measures: str = Field(default="schemas/mesh_measures.json",
+                          description="FACS geometric measures of the face mesh, recorded as face_measures")
     vocabulary: str = "schemas/au_vocabulary.csv"
 
 

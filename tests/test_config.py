@@ -24,7 +24,7 @@ def test_project_params_load():
     assert config.align.crop_size == 336
     assert abs(sum(config.split.ratios.values()) - 1) < 1e-9
     assert config.validate_.suite.endswith(".json")
-    for rel in (config.au.mapping, config.au.thresholds, config.au.vocabulary, config.synergy.prototypes,
+    for rel in (config.au.head, config.au.measures, config.au.vocabulary, config.synergy.prototypes,
                 config.render.templates_dir):
         assert config.resolve(rel).exists(), rel
 
@@ -151,9 +151,9 @@ def test_params_file_with_broken_yaml(tmp_path):
 def test_relative_paths_anchor_at_params_folder(tmp_path):
     (tmp_path / "my_schemas").mkdir()
     (tmp_path / "my_schemas" / "map.json").write_text("{}")
-    config = load_config(write_params(tmp_path, "au: {mapping: my_schemas/map.json}\noutput: {dir: out}\n"))
+    config = load_config(write_params(tmp_path, "au: {head: my_schemas/map.json}\noutput: {dir: out}\n"))
     assert config.base_dir == tmp_path.resolve()
-    assert config.resolve(config.au.mapping) == (tmp_path / "my_schemas" / "map.json").resolve()
+    assert config.resolve(config.au.head) == (tmp_path / "my_schemas" / "map.json").resolve()
     assert config.resolve(config.output.dir) == (tmp_path / "out").resolve()
     # Project files a params file elsewhere does not name fall back to the project's copies.
     assert config.resolve(config.au.vocabulary) == PROJECT_ROOT / "schemas" / "au_vocabulary.csv"

@@ -101,7 +101,7 @@ def test_card_front_matter_and_counts(tmp_path: Path) -> None:
     for value in MANIFEST["versions"].values():
         assert value in body
     assert "py-feat" in body and "https://github.com/cosanlab/py-feat" in body
-    assert "AU6 (cheek raiser) and AU7 (lid tightener) both come from eyeSquint" in body
+    assert "AU values depend on the face alone" in body
     assert "AU9" in body and "crowd-sourced" in body
     assert "No face is labelled anger, contempt, disgust, fear, neutral, sadness" in body
 
