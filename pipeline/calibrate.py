@@ -5,8 +5,9 @@
 
 The builds must carry corpus AU codes (`au_label_intensity`): the ckplus, disfa, disfaplus, bp4d and
 rafau adapters, or the csv/jsonl adapters with the `au_column` option. Per AU the report gives the
-coded support and the subject-disjoint cross-validated F1, precision, recall and correlation of the
-learned model; AUs coded too rarely keep the base head's model and say so.
+coded support, the model chosen for it (a logistic regression, or the base head with its threshold
+re-chosen, or as it is: whichever cross-validates best) and its subject-disjoint held-out F1, precision,
+recall and correlation; AUs coded too rarely keep the base head's model and say so.
 """
 
 from __future__ import annotations
@@ -28,17 +29,19 @@ def calibrate(builds: list[Path], base_head: Path, output: Path, min_positives: 
 
 
 def report_lines(head: AUHead, fits: list[AUFit]) -> list[str]:
-    """A table of the AUs: support, held-out scores of learned ones, why the others kept the base head."""
+    """A table of the AUs: coded support, held-out scores and the model chosen, or why the base head was kept."""
     lines = [f"{'AU':6}{'coded+':>7}{'coded-':>7}  {'F1':>5} {'prec':>5} {'rec':>5} {'corr':>5}  model"]
+    models = {"logistic": "learned", "base-threshold": "base head, threshold re-chosen", "base": "base head"}
     for fit in fits:
         if fit.fitted:
             cv = fit.cv
+            extra = f" (C={cv['C']})" if "C" in cv else ""
             lines.append(f"{fit.code:6}{fit.positives:7d}{fit.negatives:7d}  {cv['f1']:5.2f} {cv['precision']:5.2f} "
-                         f"{cv['recall']:5.2f} {cv['correlation']:5.2f}  learned (C={cv['C']})")
+                         f"{cv['recall']:5.2f} {cv['correlation']:5.2f}  {models[fit.kind]}{extra}")
         else:
             lines.append(f"{fit.code:6}{fit.positives:7d}{fit.negatives:7d}  {'':>23}  base head: {fit.reason}")
-    learned = [f.cv["f1"] for f in fits if f.fitted]
-    if learned:
-        lines.append(f"mean held-out F1 over the {len(learned)} learned AUs: {sum(learned) / len(learned):.3f} "
+    scored = [f.cv["f1"] for f in fits if f.fitted]
+    if scored:
+        lines.append(f"mean held-out F1 over the {len(scored)} coded AUs: {sum(scored) / len(scored):.3f} "
                      f"({head.meta['faces']} faces, {head.meta['subjects']} subjects, {head.meta['folds']} folds)")
     return lines

@@ -288,8 +288,8 @@ def cmd_calibrate(args) -> int:
         print(f"fea calibrate: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print("\n".join(report_lines(head, fits)))
-    learned = sum(f.fitted for f in fits)
-    print(f"AU head {head.tag}: {learned} AUs learned, {len(fits) - learned} kept from {head.meta['base']}; "
+    learned = sum(f.kind == "logistic" for f in fits)
+    print(f"AU head {head.tag}: {learned} AUs learned, {len(fits) - learned} from {head.meta['base']}; "
           f"written to {args.output}; use it with: fea build --set au.head={args.output}")
     return EXIT_OK
 
@@ -335,7 +335,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--output", "-o", type=Path, default=Path("au_head.calibrated.json"),
                    help="AU head JSON to write (format of schemas/au_head.json)")
     c.add_argument("--min-positives", type=_positive_int, default=10,
-                   help="fewest coded positives (and negatives) to learn an AU; rarer AUs keep the base head's model")
+                   help="fewest coded positives (and negatives) to learn an AU's own model; rarer AUs keep the base "
+                   "head's model, with its threshold re-chosen when that scores better")
     c.add_argument("--folds", type=_positive_int, default=5, help="subject-disjoint cross-validation folds")
     c.add_argument("--base", help="head whose models rarely coded AUs keep (default: params' au.head)")
     c.add_argument("--params", type=Path, default=None, help="params file (for au.head)")

@@ -40,8 +40,9 @@ class AUFit:
     fitted: bool
     reason: str = ""  # why not fitted
     cv: dict[str, float] = field(default_factory=dict)  # f1, precision, recall, correlation, C, threshold
-    weights: np.ndarray | None = None  # raw feature units
-    bias: float = 0.0
+    weights: np.ndarray | None = None  # logistic: raw feature units, then one weight per base-head score
+    bias: float = 0.0  # logistic: intercept; base-threshold: minus the re-chosen threshold
+    kind: str = "base"  # base | base-threshold | logistic
 
 
 def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -102,34 +103,72 @@ def _scores(pred: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     return f1, precision, recall
 
 
-def fit_au(code: str, x: np.ndarray, intensity: np.ndarray, groups: np.ndarray, min_positives: int,
-           folds: int) -> AUFit:
+def _threshold_fit(score: np.ndarray, y: np.ndarray) -> float:
+    return _best_threshold(score, y)[0] if y.any() and (~y).any() else 0.0
+
+
+def _base_threshold_cv(score: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int) -> float:
+    """Held-out F1 of the base head's score with its threshold re-chosen on the training subjects."""
+    pred = np.zeros(len(y), dtype=bool)
+    for train, test in GroupKFold(n_splits=folds).split(score, y, groups):
+        pred[test] = score[test] > _threshold_fit(score[train], y[train])
+    return _scores(pred, y)[0]
+
+
+def _select(x, base_score, y, groups, folds: int, allow_logistic: bool) -> tuple[str, float, float]:
+    """Which model to use for this AU on these faces, by subject-disjoint cross-validated F1:
+    the base head as it is, the base head with a re-chosen threshold (one parameter: enough for rare AUs),
+    or a logistic regression (when the AU is coded often enough). Returns (kind, C, threshold)."""
+    options = [("base", _scores(base_score > 0, y)[0], 0.0, 0.0),
+               ("base-threshold", _base_threshold_cv(base_score, y, groups, folds), 0.0,
+                _threshold_fit(base_score, y))]
+    if allow_logistic:
+        c, threshold, f1 = _choose(x, y, groups, folds)
+        options.append(("logistic", f1, c, threshold))
+    kind, _, c, threshold = max(options, key=lambda o: o[1])  # first of equals: the simplest model
+    return kind, c, threshold
+
+
+def _fitted_score(kind: str, c: float, threshold: float, x_train, y_train, x_test, base_test) -> np.ndarray:
+    if kind == "logistic":
+        return _decision(x_train, y_train, x_test, c) - threshold
+    return base_test - threshold
+
+
+def fit_au(code: str, x: np.ndarray, base_score: np.ndarray, intensity: np.ndarray, groups: np.ndarray,
+           min_positives: int, folds: int, min_recalibrate: int = 3) -> AUFit:
+    """Choose, score and fit the model of one AU. `x` holds the face features followed by the base head's
+    scores (a prior: the base head's FACS knowledge costs the logistic model nothing to use)."""
     coded = ~np.isnan(intensity)
-    x, intensity, groups = x[coded], intensity[coded], groups[coded]
+    x, base_score, intensity, groups = x[coded], base_score[coded], intensity[coded], groups[coded]
     y = intensity > 0
     positives, negatives = int(y.sum()), int((~y).sum())
     n_groups = len(set(groups.tolist()))
-    if positives < min_positives or negatives < min_positives:
-        return AUFit(code, positives, negatives, False,
-                     f"{positives} coded positives, {negatives} negatives (fewer than {min_positives})")
     folds = min(folds, n_groups)
-    if folds < 3:
-        return AUFit(code, positives, negatives, False, f"only {n_groups} subjects: cannot cross-validate")
-    # Outer subject-disjoint folds: settings chosen on the training subjects only, scored on the others.
+    if min(positives, negatives) < min_recalibrate or folds < 3:
+        why = (f"only {n_groups} subjects: cannot cross-validate" if folds < 3 else
+               f"{positives} coded positives, {negatives} negatives (fewer than {min_recalibrate})")
+        return AUFit(code, positives, negatives, False, why)
+    allow_logistic = min(positives, negatives) >= min_positives
+    # Outer subject-disjoint folds: the model chosen and fitted on the training subjects, scored on the others.
     held_out = np.zeros(len(y), dtype=bool)
     held_scores = np.zeros(len(y))
     for train, test in GroupKFold(n_splits=folds).split(x, y, groups):
         if y[train].sum() < 2 or (~y[train]).sum() < 2:
             continue
         inner = min(folds, len(set(groups[train].tolist())))
-        c, threshold, _ = _choose(x[train], y[train], groups[train], inner)
-        held_scores[test] = _decision(x[train], y[train], x[test], c) - threshold
+        kind, c, threshold = _select(x[train], base_score[train], y[train], groups[train], inner, allow_logistic)
+        held_scores[test] = _fitted_score(kind, c, threshold, x[train], y[train], x[test], base_score[test])
         held_out[test] = True
-    pred = held_scores[held_out] > 0
-    f1, precision, recall = _scores(pred, y[held_out])
+    f1, precision, recall = _scores(held_scores[held_out] > 0, y[held_out])
     correlation = float(np.corrcoef(held_scores[held_out], intensity[held_out])[0, 1]) if held_out.sum() > 2 else 0.0
-    # Final model: settings chosen on all faces, fitted on all faces.
-    c, threshold, _ = _choose(x, y, groups, folds)
+    # Final model: chosen on all faces, fitted on all faces.
+    kind, c, threshold = _select(x, base_score, y, groups, folds, allow_logistic)
+    cv = {"f1": round(f1, 4), "precision": round(precision, 4), "recall": round(recall, 4),
+          "correlation": round(0.0 if np.isnan(correlation) else correlation, 4), "model": kind,
+          "faces": int(held_out.sum())}
+    if kind != "logistic":
+        return AUFit(code, positives, negatives, True, cv=cv, weights=None, bias=-threshold, kind=kind)
     center, scale = _standardise(x)
     model = LogisticRegression(C=c, solver="newton-cholesky", max_iter=200, class_weight="balanced")
     with warnings.catch_warnings():
@@ -137,24 +176,27 @@ def fit_au(code: str, x: np.ndarray, intensity: np.ndarray, groups: np.ndarray, 
         model.fit((x - center) / scale, y)
     weights = model.coef_[0] / scale
     bias = float(model.intercept_[0] - (model.coef_[0] * center / scale).sum() - threshold)
-    cv = {"f1": round(f1, 4), "precision": round(precision, 4), "recall": round(recall, 4),
-          "correlation": round(0.0 if np.isnan(correlation) else correlation, 4), "C": c,
-          "faces": int(held_out.sum())}
-    return AUFit(code, positives, negatives, True, cv=cv, weights=weights, bias=bias)
+    return AUFit(code, positives, negatives, True, cv={**cv, "C": c}, weights=weights, bias=bias, kind=kind)
 
 
 def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_positives: int = 10,
              folds: int = 5) -> tuple[AUHead, list[AUFit]]:
-    """A head whose AUs are learned from `faces` where the corpus codes them often enough, else `base`'s."""
+    """A head learned from `faces`: per AU, the model that cross-validates best among a logistic regression
+    (AUs coded at least `min_positives` times), the base head with a re-chosen threshold, and the base head."""
     if not np.isfinite(faces.labels).any():
         raise ValueError("the builds carry no corpus AU codes (au_label_intensity): calibration needs a FACS-coded "
                          "corpus (ckplus, disfa, disfaplus, bp4d, rafau adapters, or csv/jsonl with au_column)")
-    groups = np.array(faces.groups)
-    features = sorted(set(base.features) | set(faces.feature_names), key=faces.feature_names.index)
     unknown = [f for f in base.features if f not in faces.feature_names]
     if unknown:
         raise ValueError(f"the base head reads features the builds do not record: {unknown[:5]}")
-    col = {f: i for i, f in enumerate(features)}
+    groups = np.array(faces.groups)
+    features = list(faces.feature_names)
+    # The base head in the builds' feature space; its scores join the features as a prior for the logistic models.
+    base_weights = np.zeros((len(base.codes), len(features)))
+    base_weights[:, [features.index(f) for f in base.features]] = base.weights
+    base_rows = [base.codes.index(c) for c in faces.codes]
+    base_scores = faces.features @ base_weights[base_rows].T + base.bias[base_rows]
+    augmented = np.concatenate([faces.features, base_scores], axis=1)
     weights = np.zeros((len(faces.codes), len(features)))
     bias = np.zeros(len(faces.codes))
     slope = np.ones(len(faces.codes))
@@ -162,19 +204,21 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
     quality: dict[str, dict[str, Any]] = {}
     fits = []
     for row, code in enumerate(faces.codes):
-        result = fit_au(code, faces.features, faces.labels[:, row], groups, min_positives, folds)
+        b = base_rows[row]
+        result = fit_au(code, augmented, base_scores[:, row], faces.labels[:, row], groups, min_positives, folds)
         fits.append(result)
         support = {"positives": result.positives, "negatives": result.negatives}
-        if result.fitted:
-            weights[row, [col[f] for f in faces.feature_names]] = result.weights
-            bias[row] = result.bias
+        if result.kind == "logistic":
+            direct, prior = result.weights[: len(features)], result.weights[len(features):]
+            weights[row] = direct + prior @ base_weights[base_rows]
+            bias[row] = result.bias + prior @ base.bias[base_rows]
             origin[code] = "fitted"
+        else:  # the base head's model, its threshold re-chosen when that scored better
+            weights[row], bias[row], slope[row] = base_weights[b], base.bias[b] + result.bias, base.slope[b]
+            origin[code] = {"base-threshold": f"recalibrated:{base.tag}"}.get(result.kind, f"base:{base.tag}")
+        if result.fitted:
             quality[code] = {**result.cv, **support, "source": "subject-disjoint cross-validation"}
         else:
-            base_row = base.codes.index(code)
-            weights[row, [col[f] for f in base.features]] = base.weights[base_row]
-            bias[row], slope[row] = base.bias[base_row], base.slope[base_row]
-            origin[code] = f"base:{base.tag}"
             quality[code] = {**base.quality.get(code, {}), **support, "kept_base": result.reason}
     used = np.flatnonzero(np.abs(weights).sum(axis=0) > 0)
     head = AUHead(
