@@ -124,8 +124,9 @@ def test_cli_writes_the_same_head_twice_and_reports_each_au(tmp_path: Path, caps
 
 def ckplus_corpus(root: Path, rows: list[dict], wild: Path) -> Path:
     """The CK+ release layout: one sequence (two frames) per photo, FACS and Emotion files for its peak.
-    FACS codes: AU12 on happy photos, AU1+AU2+AU25 on surprised ones, none on neutral ones."""
-    codes = {"happiness": ["12 3"], "surprise": ["1 2", "2 2", "25 0"], "neutral": []}
+    FACS codes: AU12 and AU14 on happy photos (AU14 as a stand-in for an AU the default head reads otherwise:
+    only a learned model finds it), AU1+AU2+AU25 on surprised ones, none on neutral ones."""
+    codes = {"happiness": ["12 3", "14 3"], "surprise": ["1 2", "2 2", "25 0"], "neutral": []}
     emotion_code = {"happiness": 5, "surprise": 7, "neutral": 0}
     for i, row in enumerate(rows):
         subject, take = f"S{i:03d}", "001"
@@ -154,7 +155,8 @@ def test_ckplus_build_calibrates_a_head_that_works_on_other_subjects(tmp_path: P
     head_file = tmp_path / "head.json"
     assert main(["calibrate", str(coded), "-o", str(head_file), "--min-positives", "8"]) == 0
     head = json.loads(head_file.read_text())
-    assert head["aus"]["AU12"]["origin"] == "fitted" and head["quality"]["AU12"]["f1"] >= 0.8
+    assert head["quality"]["AU12"]["f1"] >= 0.8  # whichever model cross-validated best
+    assert head["aus"]["AU14"]["origin"] == "fitted" and head["quality"]["AU14"]["f1"] >= 0.8
     assert head["fitted_on"][0].startswith("ckplus")
 
     plain = tmp_path / "plain"
@@ -172,9 +174,10 @@ def test_ckplus_build_calibrates_a_head_that_works_on_other_subjects(tmp_path: P
     assert manifest["au_head"]["version"] == head["version"] and manifest["au_head"]["fitted_on"] == head["fitted_on"]
     table = pa.concat_tables(pq.read_table(f, columns=["source_item", "au_present", "au_source"])
                              for f in sorted((out / "data").glob("*.parquet")))
-    predicted = {r["source_item"].split("/")[-1]: "AU12" in r["au_present"] for r in table.to_pylist()}
     assert all(head["version"] in r for r in table.column("au_source").to_pylist())
-    truth = {r["image"]: r["emotion"] == "happiness" for r in test if r["image"] in predicted}
-    tp = sum(predicted[k] and truth[k] for k in truth)
-    f1 = 2 * tp / (sum(predicted[k] for k in truth) + sum(truth.values()))
-    assert f1 >= 0.8, f1
+    for au in ("AU12", "AU14"):
+        predicted = {r["source_item"].split("/")[-1]: au in r["au_present"] for r in table.to_pylist()}
+        truth = {r["image"]: r["emotion"] == "happiness" for r in test if r["image"] in predicted}
+        tp = sum(predicted[k] and truth[k] for k in truth)
+        f1 = 2 * tp / (sum(predicted[k] for k in truth) + sum(truth.values()))
+        assert f1 >= 0.8, (au, f1)
