@@ -163,8 +163,8 @@ def test_derivation_reads_rest_and_spread_from_the_reference() -> None:
 
 @pytest.mark.parametrize(("image", "expected", "absent"), [
     ("0-f15-hao-ph.jpg", {"AU6", "AU12"}, {"AU4", "AU9", "AU10", "AU15", "AU16"}),  # posed happiness
-    ("0-f1-su-ph.jpg", {"AU1", "AU2", "AU25", "AU26"}, {"AU4", "AU12", "AU15"}),  # posed surprise
-    ("15-f13-anc-ph.jpg", {"AU4", "AU17"}, {"AU1", "AU2", "AU12", "AU25", "AU26"}),  # posed anger, lips pressed
+    ("0-f1-su-ph.jpg", {"AU1", "AU2", "AU25", "AU27"}, {"AU4", "AU12", "AU15", "AU26"}),  # surprise, mouth agape
+    ("15-f13-anc-ph.jpg", {"AU4", "AU17"}, {"AU1", "AU2", "AU12", "AU25", "AU26", "AU27"}),  # anger, lips pressed
 ])
 def test_default_head_on_posed_faces(head, make_detect, demo_sample, image, expected, absent) -> None:
     face = only(run_stage(make_detect(), demo_sample(image)))
@@ -225,3 +225,19 @@ def test_aus_are_blind_to_labels_file_names_and_corpus(tmp_path: Path, wild_dir:
         assert coded[by_index[item]]["au_model_intensity"] == twin["au_intensity"]
         assert coded[by_index[item]]["au_model_present"] == twin["au_present"]
         assert coded[by_index[item]]["au_present"] == ["AU1", "AU2", "AU12"]
+
+
+def test_an_au_supersedes_another_where_it_is_present() -> None:
+    """FACS scores a stretched mouth (AU27) instead of a jaw drop (AU26): both models may fire, one AU is kept."""
+    spec = tiny_head(AU26={"bias": -0.2, "weights": {"bs:jawOpen": 1.0}},
+                     AU27={"bias": -0.6, "weights": {"bs:jawOpen": 1.0}, "supersedes": ["AU26"]})
+    head = AUHead.from_dict(spec, CODES).bind(FEATURES)
+    x = np.zeros(len(FEATURES))
+    for jaw, present in ((0.1, set()), (0.4, {"AU26"}), (0.9, {"AU27"})):
+        x[FEATURES.index("bs:jawOpen")] = jaw
+        intensity = head.intensities(x)
+        assert set(head.present(intensity)) & {"AU26", "AU27"} == present, jaw
+    assert intensity[CODES.index("AU26")] < 1.0  # held below the threshold, not zeroed
+    spec["aus"]["AU27"]["supersedes"] = ["AU99"]
+    with pytest.raises(HeadError, match="AU99"):
+        AUHead.from_dict(spec, CODES)

@@ -27,8 +27,9 @@ DEFAULT = AUHead.load(SCHEMAS / "au_head.json", CODES)
 
 
 def coded_faces(n_subjects: int = 30, per_subject: int = 4, seed: int = 0) -> FaceTable:
-    """Faces whose AU12 code follows the smile blendshapes (5% of codes flipped), AU4 follows browDown, AU9 is
-    coded on only 2 faces, AU14 on 6, and AU43 is not coded by this corpus at all (NaN)."""
+    """Faces whose AU12 and AU14 codes follow the smile blendshapes (5% of codes flipped), AU5 follows browDown
+    (AU14 and AU5 as stand-ins for AUs the default head reads from other features: only a learned model finds
+    them), AU9 is coded on only 2 faces, AU20 on 6, and AU43 is not coded by this corpus at all (NaN)."""
     rng = np.random.default_rng(seed)
     n = n_subjects * per_subject
     x = rng.random((n, len(FEATURES))) * 0.3
@@ -38,10 +39,10 @@ def coded_faces(n_subjects: int = 30, per_subject: int = 4, seed: int = 0) -> Fa
         x[smile, FEATURES.index(name)] += 0.5
     x[brow, FEATURES.index("bs:browDownLeft")] += 0.4
     labels = np.zeros((n, len(CODES)))
-    labels[:, CODES.index("AU12")] = np.where(smile ^ (rng.random(n) < 0.05), 3.0, 0.0)
-    labels[:, CODES.index("AU4")] = np.where(brow, 2.0, 0.0)
+    labels[:, CODES.index("AU12")] = labels[:, CODES.index("AU14")] = np.where(smile ^ (rng.random(n) < 0.05), 3.0, 0)
+    labels[:, CODES.index("AU5")] = np.where(brow, 2.0, 0.0)
     labels[:2, CODES.index("AU9")] = 3.0
-    labels[:6, CODES.index("AU14")] = 3.0
+    labels[:6, CODES.index("AU20")] = 3.0
     labels[:, CODES.index("AU43")] = np.nan
     groups = [f"S{i // per_subject:03d}" for i in range(n)]
     return FaceTable(["synthetic"], CODES, FEATURES, x, labels, np.zeros_like(labels), groups, [None] * n,
@@ -51,14 +52,15 @@ def coded_faces(n_subjects: int = 30, per_subject: int = 4, seed: int = 0) -> Fa
 def test_learns_coded_aus_and_scores_them_on_unseen_subjects() -> None:
     head, fits = fit_head(coded_faces(), DEFAULT, min_positives=10)
     by_code = {f.code: f for f in fits}
-    for code in ("AU12", "AU4"):
+    assert by_code["AU12"].cv["f1"] >= 0.85  # whichever model cross-validated best
+    for code in ("AU14", "AU5"):
         assert by_code[code].kind == "logistic" and head.origin[code] == "fitted"
-        assert by_code[code].cv["f1"] >= 0.85, by_code[code].cv  # held-out subjects, 5% label noise for AU12
+        assert by_code[code].cv["f1"] >= 0.85, by_code[code].cv  # held-out subjects, 5% label noise for AU14
         assert head.quality[code]["source"] == "subject-disjoint cross-validation"
     test = coded_faces(seed=1)  # new faces of new subjects
     head.bind(FEATURES)
     predicted = head.intensities(test.features) >= 1.0
-    for code in ("AU12", "AU4"):
+    for code in ("AU12", "AU14", "AU5"):
         truth = test.labels[:, CODES.index(code)] > 0
         pred = predicted[:, CODES.index(code)]
         assert 2 * (pred & truth).sum() / (pred.sum() + truth.sum()) >= 0.85, code
@@ -70,7 +72,7 @@ def test_rare_and_uncoded_aus_keep_the_base_head() -> None:
     assert not by_code["AU9"].fitted and by_code["AU9"].positives == 2 and "fewer than 3" in by_code["AU9"].reason
     assert head.origin["AU9"] == f"base:{DEFAULT.tag}" and "kept_base" in head.quality["AU9"]
     # Too rare for its own model, enough to re-choose the base head's threshold if that scores better.
-    assert by_code["AU14"].kind in ("base", "base-threshold") and "f1" in head.quality["AU14"]
+    assert by_code["AU20"].kind in ("base", "base-threshold") and "f1" in head.quality["AU20"]
     # AU43 is not coded: its faces are unknown, never negatives.
     assert by_code["AU43"].positives == 0 and by_code["AU43"].negatives == 0 and not by_code["AU43"].fitted
     head.bind(FEATURES)

@@ -354,11 +354,11 @@ def test_ckplus_build_corpus_aus_win_and_model_is_kept(tmp_path: Path) -> None:
     for r in peaks:
         assert r["au_label_source"] == "corpus:ckplus" and r["au_source"] == "corpus:ckplus"
         assert r["au_model_source"].startswith("model:") and len(r["au_model_intensity"]) == len(CODES)
-        assert r["au_present"] == r["au_label_present"] == ["AU1", "AU2", "AU26"]  # AU27 has no column
+        assert r["au_present"] == r["au_label_present"] == ["AU1", "AU2", "AU26", "AU27"]
         assert r["au_intensity"][CODES.index("AU1")] == 4.0 and r["emotion"] == "surprise"
         assert r["emotion_source"] == "corpus:ckplus"
     # The model did see other AUs on some peak frame: kept in its own columns, overruled in au_present.
-    assert any(set(r["au_model_present"]) - {"AU1", "AU2", "AU26"} for r in peaks)
+    assert any(set(r["au_model_present"]) - {"AU1", "AU2", "AU26", "AU27"} for r in peaks)
     for r in firsts:  # no corpus coding: the model's estimate, new columns null
         assert r["au_source"].startswith("model:") and r["au_model_intensity"] is None
         assert r["au_annotated"] is None and r["emotion"] == "neutral"

@@ -46,7 +46,8 @@ def derive(spec: dict[str, Any], faces: FaceTable, codes: list[str]) -> AUHead:
     dead = {name for name, value, floor in zip(faces.feature_names, top, min_scale, strict=True) if value < floor}
     dropped: dict[str, str] = {}
     weights = np.zeros((len(codes), len(faces.feature_names)))
-    bias = np.full(len(codes), -tau)
+    # An AU may need more evidence than the common rule (`tau` of its own: AU27 is AU26's jaw opening, stretched).
+    bias = np.array([-float(spec["aus"].get(c, {}).get("tau", tau)) for c in codes])
     for row, code in enumerate(codes):
         terms = spec["aus"].get(code, {}).get("terms")
         if not terms:
@@ -73,6 +74,7 @@ def derive(spec: dict[str, Any], faces: FaceTable, codes: list[str]) -> AUHead:
     head = AUHead(
         name=spec["name"], version="", codes=codes, features=[faces.feature_names[i] for i in keep],
         weights=weights[:, keep], bias=bias, slope=np.full(len(codes), slope),
+        supersedes={c: list(spec["aus"][c]["supersedes"]) for c in codes if spec["aus"][c].get("supersedes")},
         origin={c: "knowledge" for c in codes},
         quality={c: dict(known) for c, known in spec.get("quality", {}).items()},
         meta={"description": spec["description"], "method": "knowledge",

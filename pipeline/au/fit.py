@@ -223,7 +223,8 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
     used = np.flatnonzero(np.abs(weights).sum(axis=0) > 0)
     head = AUHead(
         name=name, version="", codes=list(faces.codes), features=[features[i] for i in used],
-        weights=weights[:, used], bias=bias, slope=slope, origin=origin, quality=quality,
+        weights=weights[:, used], bias=bias, slope=slope, supersedes=dict(base.supersedes), origin=origin,
+        quality=quality,
         meta={"description": __doc__.split("\n\n")[0].replace("\n", " "), "method": "fitted",
               "fitted_on": [f"{source} ({count} faces)" for source, count in _sources(faces)],
               "base": base.tag, "min_positives": min_positives, "folds": folds,

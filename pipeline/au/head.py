@@ -9,6 +9,8 @@ and a bias, in the features' own units:
 
 so `intensity >= 1` is the occurrence rule, intensity grows smoothly with the evidence towards 5
 (level E), and below the threshold it keeps the evidence's order instead of clipping it to 0.
+An AU may supersede others (FACS: a stretched mouth, AU27, is scored instead of a jaw drop, AU26):
+where it is present, they are held just below the occurrence threshold.
 A head is a function of the face alone: nothing about labels, corpus or file name reaches it.
 
 Two kinds of head share the format: the default (schemas/au_head.json, derived from FACS knowledge by
@@ -30,6 +32,7 @@ import numpy as np
 FORMAT = "fea-au-head/1"
 INTENSITY_MAX = 5.0
 PRESENT_AT = 1.0  # intensity at score 0: FACS level A
+SUPERSEDED = 0.99  # where an AU is superseded by another, its intensity is held just below PRESENT_AT
 _OFFSET = float(np.log(INTENSITY_MAX / PRESENT_AT - 1.0))  # 5 * sigmoid(-ln 4) = 1
 INTENSITY_SCALE = ("0-5 continuous = 5 x sigmoid(slope x score - ln 4) of the AU head's score: 1.0 (FACS level A) "
                    "at the occurrence threshold, towards 5 (level E) with stronger evidence; below 1 = not present")
@@ -61,6 +64,7 @@ class AUHead:
     weights: np.ndarray  # (n_aus, n_features), in the features' own units
     bias: np.ndarray  # (n_aus,)
     slope: np.ndarray  # (n_aus,)
+    supersedes: dict[str, list[str]] = field(default_factory=dict)  # AU -> AUs it replaces when present
     origin: dict[str, str] = field(default_factory=dict)  # AU -> how its model was made
     quality: dict[str, dict[str, Any]] = field(default_factory=dict)  # AU -> known accuracy (f1, support, ...)
     meta: dict[str, Any] = field(default_factory=dict)  # description, method, fitted_on, ...
@@ -103,8 +107,12 @@ class AUHead:
         if not np.isfinite(weights).all() or not np.isfinite(bias).all() or not (slope > 0).all():
             raise HeadError(f"{where}: weights and biases must be finite and slopes positive")
         meta = {k: v for k, v in spec.items() if k not in ("format", "name", "version", "aus", "quality")}
+        supersedes = {c: list(aus[c]["supersedes"]) for c in codes if aus[c].get("supersedes")}
+        unknown = sorted({s for targets in supersedes.values() for s in targets} - set(codes))
+        if unknown:
+            raise HeadError(f"{where}: supersedes AU(s) outside the vocabulary: {', '.join(unknown)}")
         return cls(spec["name"], str(spec["version"]), list(codes), features, weights, bias, slope,
-                   origin={c: aus[c].get("origin", "unknown") for c in codes},
+                   supersedes=supersedes, origin={c: aus[c].get("origin", "unknown") for c in codes},
                    quality={c: dict(q) for c, q in spec.get("quality", {}).items()}, meta=meta)
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,7 +120,8 @@ class AUHead:
         for row, code in enumerate(self.codes):
             nonzero = {f: round(float(w), 8) for f, w in zip(self.features, self.weights[row], strict=True) if w != 0}
             aus[code] = {"origin": self.origin.get(code, "unknown"), "bias": round(float(self.bias[row]), 8),
-                         "slope": round(float(self.slope[row]), 6), "weights": nonzero}
+                         "slope": round(float(self.slope[row]), 6), "weights": nonzero,
+                         **({"supersedes": self.supersedes[code]} if code in self.supersedes else {})}
         return {"format": FORMAT, "name": self.name, "version": self.version, **self.meta, "aus": aus,
                 "quality": self.quality}
 
@@ -125,7 +134,8 @@ class AUHead:
     def content_version(self) -> str:
         """A version derived from what the head computes (weights, biases, slopes, features, AUs)."""
         blob = json.dumps([self.codes, self.features, np.round(self.weights, 8).tolist(),
-                           np.round(self.bias, 8).tolist(), np.round(self.slope, 6).tolist()])
+                           np.round(self.bias, 8).tolist(), np.round(self.slope, 6).tolist(),
+                           sorted(self.supersedes.items())])
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     # -- applying -----------------------------------------------------------------------------------------
@@ -147,7 +157,13 @@ class AUHead:
         return x @ self.weights.T + self.bias
 
     def intensities(self, features: np.ndarray) -> np.ndarray:
-        return intensity_from_score(self.scores(features), self.slope)
+        intensity = intensity_from_score(self.scores(features), self.slope)
+        for code, replaced in self.supersedes.items():
+            present = intensity[..., self.codes.index(code)] >= PRESENT_AT
+            for other in replaced:
+                column = intensity[..., self.codes.index(other)]
+                intensity[..., self.codes.index(other)] = np.where(present, np.minimum(column, SUPERSEDED), column)
+        return intensity
 
     def present(self, intensity: np.ndarray) -> list[str]:
         return [code for code, value in zip(self.codes, intensity, strict=True) if value >= PRESENT_AT]
