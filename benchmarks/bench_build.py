@@ -137,14 +137,15 @@ def stage_profile(corpus: Path, limit: int = 200) -> dict:
     config = load_config(None, ["dedup.enabled=false", "sources=" + json.dumps([source])])
     items, _ = enumerate_inputs(config)
     model = resolve_model("face_landmarker", config.detect.model_path)
-    mapping = BlendshapeAUMapping.load(config.resolve(config.au.mapping), config.resolve(config.au.thresholds),
-                                       config.resolve(config.au.vocabulary), config.resolve("schemas/blendshapes.json"))
+    read = config.resolve_input
+    mapping = BlendshapeAUMapping.load(read(config.au.mapping), read(config.au.thresholds),
+                                       read(config.au.vocabulary), read("schemas/blendshapes.json"))
     stages = [
         DecodeStage(config.decode), DetectStage(config.detect, str(model.path)),
-        AlignStage(config.align, config.resolve("schemas/alignment_template.json")),
+        AlignStage(config.align, read("schemas/alignment_template.json")),
         AUStage(mapping, "bench"),
-        SynergyStage(config.synergy, Prototypes.load(config.resolve(config.synergy.prototypes))),
-        RenderStage(config.render, config.resolve(config.render.templates_dir), config.resolve(config.au.vocabulary)),
+        SynergyStage(config.synergy, Prototypes.load(read(config.synergy.prototypes))),
+        RenderStage(config.render, read(config.render.templates_dir), read(config.au.vocabulary)),
         VerifyStage(),
     ]
     for stage in stages:
