@@ -106,7 +106,7 @@ def _add_build(sub) -> None:
 
 
 def _config_from(args):
-    from pipeline.config import SourceConfig, load_config
+    from pipeline.config import load_config
 
     overrides = list(args.overrides)
     if args.source:
@@ -118,8 +118,9 @@ def _config_from(args):
     if args.running_mode:
         overrides.append(f"runner.direct_running_mode={args.running_mode}")
     config = load_config(args.params, overrides)
-    if args.limit is not None:  # every source, whatever the params name: set after loading, checked again
-        config.sources = [SourceConfig.model_validate({**s.model_dump(), "limit": args.limit}) for s in config.sources]
+    if args.limit is not None:  # every source, whatever the params name (argparse has checked N >= 1)
+        for source in config.sources:
+            source.limit = args.limit
     return config
 
 
