@@ -1,7 +1,7 @@
 """Third-party start-up noise kept out of `fea`'s output; `-v` lets all of it through.
 
 What Beam, MediaPipe, TFLite and absl print when they load is not ours, and it buries the progress bar
-and the summary. It comes three ways, and is stopped where it starts:
+and the summary. It comes these ways, and is stopped where it starts:
 
 - Python log records of other libraries (Beam's "apitools not found" whenever it is imported, a Beam
   worker's "Logging handler created"): a filter on the log handlers (`quiet_logs`), in the `fea` process
@@ -11,8 +11,10 @@ and the summary. It comes three ways, and is stopped where it starts:
   No environment variable turns these off in mediapipe >= 0.10.30 (GLOG_minloglevel, TF_CPP_MIN_LOG_LEVEL
   were tried), so `native_output_filtered` points fd 2 at a temporary file while the model loads and
   writes back every line that is not known noise.
-- Worker processes inherit the verbosity through the environment (`VERBOSE_ENV`), set by `fea -v`.
+- Progress bars of `datasets` and transformers (fea train / evaluate): their own switches, environment
+  variables read when they load (`QUIET_ENV`).
 
+Worker processes inherit the verbosity through the environment (`VERBOSE_ENV`), set by `fea` (`-v`).
 Only lines matching `NOISE` are dropped: anything else a library prints, errors included, still shows.
 """
 
