@@ -141,17 +141,18 @@ def stage_profile(corpus: Path, limit: int = 200) -> dict:
     config = load_config(None, ["dedup.enabled=false", "sources=" + json.dumps([source])])
     items, _ = enumerate_inputs(config)
     model = resolve_model("face_landmarker", config.detect.model_path)
-    measures = MeshMeasures.load(config.resolve(config.au.measures))
-    codes = [row["code"] for row in load_au_vocabulary(config.resolve(config.au.vocabulary))]
-    names = json.loads(config.resolve("schemas/blendshapes.json").read_text())["names"]
-    head = AUHead.load(config.resolve(config.au.head), codes).bind(feature_names(names, measures.names))
+    read = config.resolve_input
+    measures = MeshMeasures.load(read(config.au.measures))
+    codes = [row["code"] for row in load_au_vocabulary(read(config.au.vocabulary))]
+    names = json.loads(read("schemas/blendshapes.json").read_text())["names"]
+    head = AUHead.load(read(config.au.head), codes).bind(feature_names(names, measures.names))
     stages = [
         DecodeStage(config.decode), DetectStage(config.detect, str(model.path)),
-        AlignStage(config.align, config.resolve("schemas/alignment_template.json")),
+        AlignStage(config.align, read("schemas/alignment_template.json")),
         MeasureStage(measures),
         AUStage(head, "bench"),
-        SynergyStage(config.synergy, Prototypes.load(config.resolve(config.synergy.prototypes))),
-        RenderStage(config.render, config.resolve(config.render.templates_dir), config.resolve(config.au.vocabulary)),
+        SynergyStage(config.synergy, Prototypes.load(read(config.synergy.prototypes))),
+        RenderStage(config.render, read(config.render.templates_dir), read(config.au.vocabulary)),
         VerifyStage(),
     ]
     for stage in stages:

@@ -9,17 +9,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import WILD_SAMPLE, require_shared
 from PIL import Image
 
 from pipeline.cli import main
 from pipeline.stages.dedup import crop_hash
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "faces-in-the-wild-sample"
+SHARED = WILD_SAMPLE
 
 
 def test_hash_survives_reencoding_and_resizing_but_not_another_face(tmp_path: Path) -> None:
-    if not SHARED.is_dir():
-        pytest.skip("shared sample corpus not found")
+    require_shared(SHARED)
     names = sorted(p.name for p in (SHARED / "images").iterdir())[:2]
     a = Image.open(SHARED / "images" / names[0]).convert("RGB")
     a.save(tmp_path / "a.jpg", quality=60)
@@ -31,8 +31,7 @@ def test_hash_survives_reencoding_and_resizing_but_not_another_face(tmp_path: Pa
 
 @pytest.mark.slow
 def test_the_same_corpus_twice_keeps_one_copy(tmp_path: Path) -> None:
-    if not SHARED.is_dir():
-        pytest.skip("shared sample corpus not found")
+    require_shared(SHARED)
     sources = [{"name": name, "kind": "csv", "path": str(SHARED), "options": {"image_dir": "images"}, "limit": 8}
                for name in ("first", "second")]
     out = tmp_path / "out"

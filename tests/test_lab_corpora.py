@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SCHEMAS, only, run_stage
+from conftest import SCHEMAS, WILD_SAMPLE, only, require_shared, run_stage
 
 from pipeline.au.head import AUHead, feature_names
 from pipeline.config import DecodeConfig, SynergyConfig
@@ -318,7 +318,7 @@ def test_validation_flags_rows_where_the_model_overrode_the_corpus() -> None:
 
 # --------------------------------------------------------------------------------------- end to end
 
-WILD = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "faces-in-the-wild-sample"
+WILD = WILD_SAMPLE
 
 
 @pytest.mark.slow
@@ -328,8 +328,7 @@ def test_ckplus_build_corpus_aus_win_and_model_is_kept(tmp_path: Path) -> None:
 
     from pipeline.cli import main
 
-    if not (WILD / "images").is_dir():
-        pytest.skip(f"shared corpus not found at {WILD}")
+    require_shared(WILD / "images")
     photos = sorted((WILD / "images").glob("*.jpg"))[:16]
     root = tmp_path / "CK+"
     for s in range(8):  # 8 subjects, a 2-frame sequence each: first frame neutral, peak coded
