@@ -17,6 +17,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/fea build
 	$(BIN)/fea report build/demo --output reports/demo/report.html
+	@echo ""
+	@echo "Produced:"
+	@echo "  build/demo/                          the dataset: data/*.parquet, rejects/, manifest.json, README.md (card)"
+	@echo "  build/demo/validation/report.html    the Great Expectations result"
+	@echo "  reports/demo/report.html             labels, AU frequencies, sample faces: open file://$(CURDIR)/reports/demo/report.html"
+	@echo "Next:"
+	@echo "  source $(VENV)/bin/activate"
+	@echo "  fea inspect build/demo                                  counts, labels, sample conversations"
+	@echo "  fea validate build/demo                                 the validation suite again (exit 1 if it fails)"
+	@echo "  fea export build/demo --format llava -o exports/llava   or sharegpt | openai | hf"
+	@echo "  make test                                               the test suite"
 
 test: $(STAMP)
 	$(BIN)/ruff check pipeline tests benchmarks

@@ -1,9 +1,10 @@
-"""How much emotion information the released AU vector carries: a cross-validated linear probe.
+"""How much emotion information the released AU vector keeps, against the raw face features it comes from.
 
-Reads a build (one row per face), fits a logistic regression from `au_intensity` to `emotion`
-with stratified k-fold cross-validation, and compares its accuracy with the majority-class rate.
+Runs the probe of pipeline/au/probe.py (the same cross-validated logistic regression from `au_intensity`,
+from the raw `blendshapes`, and from blendshapes + `face_measures`, to the emotion label) over one or more
+builds, and prints the FE-AU conflict rate and, per emotion, how often each AU is present.
 
-    python benchmarks/au_probe.py build/fitw
+    python benchmarks/au_probe.py build/fitw [build/other ...] [--folds 5 --repeats 10] [--json out.json]
 """
 
 from __future__ import annotations
@@ -13,34 +14,38 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+
+from pipeline.au.probe import emotion_probe, read_faces
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("build", type=Path)
+    ap.add_argument("builds", type=Path, nargs="+")
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
-    table = pa.concat_tables(pq.read_table(f, columns=["face_id", "emotion", "au_intensity"])
-                             for f in sorted((args.build / "data").glob("*.parquet")))
-    rows = {r["face_id"]: r for r in table.to_pylist() if r["emotion"]}
-    x = np.array([r["au_intensity"] for r in rows.values()], dtype=np.float32)
-    y = np.array([r["emotion"] for r in rows.values()])
-    classes, counts = np.unique(y, return_counts=True)
-    folds = min(args.folds, int(counts.min()))
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
-    scores = cross_val_score(probe, x, y, cv=StratifiedKFold(folds, shuffle=True, random_state=0))
+    faces = read_faces(args.builds)
+    codes = json.loads((args.builds[0] / "manifest.json").read_text())["au_vocabulary"]
+    labelled = [f for f in faces if f["emotion"]]
     figures = {
-        "faces": len(y), "classes": len(classes), "folds": folds,
-        "probe_accuracy": round(float(scores.mean()), 4), "probe_accuracy_std": round(float(scores.std()), 4),
-        "majority_rate": round(float(counts.max() / len(y)), 4), "chance_rate": round(1 / len(classes), 4),
+        "faces": len(faces),
+        "probe": emotion_probe(faces, args.folds, args.repeats),
+        "fe_au_conflict_rate": round(float(np.mean([bool(f["fe_au_conflict"]) for f in labelled])), 4)
+        if labelled else None,
+        "mean_fe_au_consistency": round(float(np.mean([f["fe_au_consistency"] or 0.0 for f in labelled])), 4)
+        if labelled else None,
+        "au_rate_all_faces": {c: round(float(np.mean([c in f["au_present"] for f in faces])), 3) for c in codes},
     }
-    print(json.dumps(figures, indent=2))
+    print(json.dumps({k: v for k, v in figures.items() if k != "au_rate_all_faces"}, indent=2))
+    emotions = sorted({f["emotion"] for f in labelled})
+    print("\nAU present, % of labelled faces per emotion:")
+    print(f"{'':6}" + "".join(f"{e[:7]:>8}" for e in emotions) + f"{'all':>8}")
+    for code in codes:
+        rates = [100 * np.mean([code in f["au_present"] for f in labelled if f["emotion"] == e]) for e in emotions]
+        print(f"{code:6}" + "".join(f"{r:8.0f}" for r in rates) + f"{100 * figures['au_rate_all_faces'][code]:8.0f}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":

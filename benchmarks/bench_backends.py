@@ -43,7 +43,7 @@ def aligned_faces(corpus: Path, n: int) -> list:
 
     config = load_config()
     decode, detect = DecodeStage(DecodeConfig()), DetectStage(DetectConfig(multi_face="largest"))
-    align = AlignStage(AlignConfig(), config.resolve("schemas/alignment_template.json"))
+    align = AlignStage(AlignConfig(), config.resolve_input("schemas/alignment_template.json"))
     detect.setup()
     faces = []
     for path in sorted((corpus / "images").iterdir()):

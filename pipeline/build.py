@@ -20,8 +20,12 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.io.parquetio import WriteToParquet
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.portability.fn_api_runner import fn_runner
+from apache_beam.transforms import environments
 
-from pipeline import __version__
+from pipeline import __version__, beam_worker
+from pipeline.au.head import INTENSITY_SCALE, AUHead, feature_names
+from pipeline.au.measures import MeshMeasures
 from pipeline.config import Config, ConfigError, OutputConfig
 from pipeline.errors import LLMStopped, PipelineFailed
 from pipeline.io.inputs import read_input_file, write_input_files
@@ -35,7 +39,7 @@ from pipeline.release import write_dataset_card
 from pipeline.sources import make_source
 from pipeline.splits import unit_hash
 from pipeline.stages.align import AlignStage
-from pipeline.stages.au import AUStage, BlendshapeAUMapping
+from pipeline.stages.au import AUStage
 from pipeline.stages.au_pyfeat import PyFeatAUMapping, PyFeatAUStage
 from pipeline.stages.base import REJECTS, describe
 from pipeline.stages.blendshapes_torch import TorchBlendshapesStage
@@ -44,11 +48,13 @@ from pipeline.stages.dedup import Deduplicate
 from pipeline.stages.detect import DetectStage
 from pipeline.stages.fingerprint import FingerprintStage
 from pipeline.stages.landmarks_fan import FanLandmarksStage
+from pipeline.stages.measure import MeasureStage
 from pipeline.stages.render import RenderStage
 from pipeline.stages.synergy import Prototypes, SynergyStage
 from pipeline.stages.verify import VerifyStage
 from pipeline.templating import TemplateLibrary
 from pipeline.validate import validate_build
+from pipeline.vocabulary import load_au_vocabulary
 from pipeline.warm_process import WarmProcess, suite_process
 
 log = logging.getLogger(__name__)
@@ -94,13 +100,6 @@ def sampled(entry: SourceItem | Reject, weight: float, seed: int) -> bool:
     return unit_hash(f"{seed}|{entry.source}|{entry.source_item}") < weight
 
 
-def quiet_native_logs() -> None:
-    """Keep a build's output readable: MediaPipe/TFLite and Beam workers are chatty at INFO/WARNING."""
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
-
-
 def pipeline_options(config: Config) -> PipelineOptions:
     runner = config.runner
     args = [f"--runner={runner.runner}", "--default_sdk_harness_log_level=ERROR", *runner.extra_options]
@@ -121,12 +120,22 @@ def pipeline_runner(config: Config, options: PipelineOptions):
     if config.runner.runner != "DirectRunner":
         return None
     from apache_beam.portability.api import beam_provision_api_pb2
-    from apache_beam.runners.portability.fn_api_runner import fn_runner
     from apache_beam.runners.portability.portable_runner import JobServiceHandle
 
     encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
     provision = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
-    return fn_runner.FnApiRunner(provision_info=provision)
+    return QuietWorkersRunner(provision_info=provision)
+
+
+class QuietWorkersRunner(fn_runner.FnApiRunner):
+    """Beam's FnApiRunner whose worker processes start with `pipeline.beam_worker` (Beam's harness with
+    quiet start-up logs) instead of Beam's own `sdk_worker_main`. FnApiRunner.run_pipeline() sets the
+    worker environment from `direct_running_mode`, so the command is swapped where that attribute is set."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "_default_environment" and isinstance(value, environments.SubprocessSDKEnvironment):
+            value = environments.SubprocessSDKEnvironment.from_command_string(beam_worker.command())
+        super().__setattr__(name, value)
 
 
 def parquet_writer(prefix: Path, schema, output: OutputConfig) -> WriteToParquet:
@@ -187,20 +196,20 @@ def build(config: Config, progress: bool = True, validate: bool = True,
 
 def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmProcess | None) -> BuildResult:
     started = time.monotonic()
-    quiet_native_logs()
-    out_dir = config.resolve(config.output.dir)
+    out_dir = config.resolve_output(config.output.dir)
     staging = out_dir.with_name(out_dir.name + ".partial")
     if out_dir.exists() and not config.output.overwrite:
         raise FileExistsError(f"{out_dir} exists and output.overwrite is false")
     # Everything that can fail for a whole-run reason fails here, before any worker starts.
     items, read_rejects = enumerate_inputs(config)
-    library = TemplateLibrary(config.resolve(config.render.templates_dir))
+    library = TemplateLibrary(config.resolve_input(config.render.templates_dir))
     landmarker_file = resolve_model("face_landmarker", config.detect.model_path)
-    mapping = BlendshapeAUMapping.load(
-        config.resolve(config.au.mapping), config.resolve(config.au.thresholds),
-        config.resolve(config.au.vocabulary), config.resolve("schemas/blendshapes.json"),
-    )
-    prototypes = Prototypes.load(config.resolve(config.synergy.prototypes))
+    codes = [row["code"] for row in load_au_vocabulary(config.resolve_input(config.au.vocabulary))]
+    measures = MeshMeasures.load(config.resolve_input(config.au.measures))
+    blendshape_names = json.loads(config.resolve_input("schemas/blendshapes.json").read_text())["names"]
+    head = AUHead.load(config.resolve_input(config.au.head), codes).bind(
+        feature_names(blendshape_names, measures.names))
+    prototypes = Prototypes.load(config.resolve_input(config.synergy.prototypes))
     check_llm(config, library.tasks)
     detector_version = f"mediapipe-face-landmarker@{landmarker_file.sha256[:12]}"
     models: dict[str, ModelFile] = {"face_landmarker": landmarker_file}
@@ -209,14 +218,14 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmP
         detector_version += f"+fan-2d@{models['fan_2d'].sha256[:12]}"
     blendshape_model = (detector_version if config.au.backend == "mediapipe"
                         else f"torch-blendshapes@{landmarker_file.sha256[:12]}")
-    au_model = f"{blendshape_model}+{mapping.version}"
+    au_model = f"{blendshape_model}+{head.tag}"
     pyfeat_mapping = None
     if config.au.backend == "pyfeat":
         from pipeline.models.pyfeat_au import MODEL_NAME, pyfeat_version
 
         models[MODEL_NAME] = resolve_weights(MODEL_NAME, config.au.pyfeat_weights)
-        pyfeat_mapping = PyFeatAUMapping.load(config.resolve(config.au.pyfeat_mapping),
-                                              config.resolve(config.au.vocabulary))
+        pyfeat_mapping = PyFeatAUMapping.load(config.resolve_input(config.au.pyfeat_mapping),
+                                              config.resolve_input(config.au.vocabulary))
         au_model = f"pyfeat-xgb@{pyfeat_version()}+{models[MODEL_NAME].sha256[:12]}+{pyfeat_mapping.version}"
     versions = {
         "detector": detector_version,
@@ -253,8 +262,10 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmP
                            config.au, 1, d.fan_batch_size, stage_rejects)
     if config.dedup.enabled:  # from the source pixels, which align drops
         samples = _then(samples, "Fingerprint", FingerprintStage(config.dedup), stage_rejects)
-    samples = _then(samples, "Align", AlignStage(config.align, config.resolve("schemas/alignment_template.json")),
+    template = config.resolve_input("schemas/alignment_template.json")
+    samples = _then(samples, "Align", AlignStage(config.align, template),
                     stage_rejects)
+    samples = _then(samples, "Measure", MeasureStage(measures), stage_rejects)
     au = config.au
     if au.backend == "torch-blendshapes":
         samples = _batched(samples, "Blendshapes", TorchBlendshapesStage(au.device, str(landmarker_file.path)),
@@ -263,7 +274,7 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmP
         step = PyFeatAUStage(pyfeat_mapping, str(models["pyfeat_xgb_au"].path), au.device)
         samples = _batched(samples, "AU", step, au, au.min_batch_size, au.max_batch_size, stage_rejects)
     else:
-        samples = _then(samples, "AU", AUStage(mapping, blendshape_model), stage_rejects)
+        samples = _then(samples, "AU", AUStage(head, blendshape_model), stage_rejects)
     samples = _then(samples, "Synergy", SynergyStage(config.synergy, prototypes), stage_rejects)
     if config.dedup.enabled:
         deduped = samples | "Dedup" >> Deduplicate(config.dedup, [s.name for s in config.sources])
@@ -271,8 +282,8 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmP
         samples = deduped.ok
     instructions = _then(
         samples, "Render",
-        RenderStage(config.render, config.resolve(config.render.templates_dir), config.resolve(config.au.vocabulary),
-                    config.resolve(config.synergy.prototypes)),
+        RenderStage(config.render, config.resolve_input(config.render.templates_dir),
+                    config.resolve_input(config.au.vocabulary), config.resolve_input(config.synergy.prototypes)),
         stage_rejects,
     )
     if config.llm.enabled:
@@ -298,9 +309,9 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmP
         except Exception as exc:
             # Beam re-raises a worker's exception wrapped in its own; say plainly why the build stopped.
             if LLMStopped.__name__ in str(exc):
+                cache_dir = config.resolve_output(config.llm.cache_dir)
                 raise LLMStopped(f"build stopped: the LLM endpoint failed and llm.on_error is 'stop'; "
-                                 f"responses received so far are cached in {config.resolve(config.llm.cache_dir)}"
-                                 ) from exc
+                                 f"responses received so far are cached in {cache_dir}") from exc
             raise PipelineFailed(f"the pipeline failed ({describe(exc)[:500]}); nothing was published"
                                  + (f", {out_dir} is unchanged" if out_dir.exists() else "")
                                  + f"; partial output left in {staging}") from exc
@@ -321,9 +332,13 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmP
         **({"llm": llm_summary} if llm_summary else {}),
         "versions": versions,
         "models": {name: {"path": f.path.name, "sha256": f.sha256} for name, f in models.items()},
-        "au_vocabulary": mapping.codes,
+        "au_vocabulary": codes,
         "au_intensity_scale": ("0-5 = 5 x py-feat occurrence probability (schemas/pyfeat_to_au.json)" if pyfeat_mapping
-                               else "0-5 continuous; 1..5 ~ FACS levels A..E (schemas/blendshape_to_au.json)"),
+                               else INTENSITY_SCALE),
+        "au_head": None if pyfeat_mapping else head_summary(head),
+        "blendshape_names": blendshape_names,
+        "face_measure_names": measures.names,
+        "face_measures_version": measures.version,
         "au_not_measured": pyfeat_mapping.not_measured if pyfeat_mapping else [],
         "crop_size": config.align.crop_size,
         "splits": splits,
@@ -339,7 +354,7 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmP
     if validate:
         v = config.validate_
         report = validate_build(
-            staging, config.resolve(v.suite), v.min_accept_rate,
+            staging, config.resolve_input(v.suite), v.min_accept_rate,
             max_duplicate_rate=v.max_duplicate_rate, min_class_accept_ratio=v.min_class_accept_ratio,
             reverify_rows=v.reverify_rows, suite_executor=suite_executor,
         )
@@ -353,6 +368,13 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmP
     return BuildResult(out_dir, manifest, time.monotonic() - started, report)
 
 
+def head_summary(head: AUHead) -> dict[str, Any]:
+    """What the manifest and dataset card say about the AU head: its name, version, origin and known accuracy."""
+    return {"name": head.name, "version": head.version, "method": head.meta.get("method"),
+            "fitted_on": head.fitted_on, "origin": head.origin, "quality": head.quality,
+            "quality_source": head.meta.get("quality_source")}
+
+
 def check_llm(config: Config, template_tasks: list[str]) -> None:
     """Fail before any worker starts when the LLM stage cannot work: unknown tasks, a broken prompt
     file, or (online) no API key in the environment variable named by llm.api_key_env."""
@@ -361,7 +383,7 @@ def check_llm(config: Config, template_tasks: list[str]) -> None:
         return
     from pipeline.llm.prompts import PromptBook  # the LLM modules (openai) load only when the stage is on
 
-    PromptBook(config.resolve(llm.prompts))
+    PromptBook(config.resolve_input(llm.prompts))
     unknown = sorted(set(llm.tasks) - set(template_tasks))
     if unknown:
         raise ConfigError(f"llm.tasks names tasks without templates: {unknown}")
@@ -377,8 +399,8 @@ def llm_stage(config: Config, staging: Path):
     # Each worker process gets its share, so all workers together never exceed llm.max_concurrency.
     workers = config.runner.num_workers if config.runner.runner == "DirectRunner" else 1
     return LLMStage(
-        llm, str(config.resolve(llm.prompts)), str(config.resolve(config.au.vocabulary)),
-        str(config.resolve(llm.cache_dir)), str(staging / "_llm_budget.json"), str(staging / "_llm_batch"),
+        llm, str(config.resolve_input(llm.prompts)), str(config.resolve_input(config.au.vocabulary)),
+        str(config.resolve_output(llm.cache_dir)), str(staging / "_llm_budget.json"), str(staging / "_llm_batch"),
         concurrency=max(1, llm.max_concurrency // max(1, workers)),
     )
 

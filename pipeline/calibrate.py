@@ -1,114 +1,47 @@
-"""`fea calibrate`: per-AU occurrence thresholds on the 0-5 intensity scale, chosen from labelled builds.
+"""`fea calibrate`: learn a whole AU head from FACS-coded builds (pipeline/au/fit.py), write it, report it.
 
-Method (weak supervision by the emotion prototypes, schemas/emotion_prototypes.json): for each AU,
-the positives are faces whose emotion label lists the AU as a core AU of its prototype; the
-negatives are faces whose label lists it neither as core nor as supporting (neutral faces are
-negatives for every AU). The threshold is the grid value (0.25 to 4.0, step 0.05) that maximises
-balanced accuracy of `intensity >= threshold` (the rule the AU stage applies); ties go to the
-lowest threshold, so the result is deterministic. An AU with fewer than `min_support` positives or
-negatives, or whose best threshold does no better than chance, keeps the default 1.0 and is listed
-under `uncalibrated` with the reason.
+    fea calibrate build/ckplus [build/disfa ...] --output my_head.json
+    fea build --set au.head=my_head.json ...
 
-The output has the format of schemas/au_thresholds.json (so `au.thresholds` can point to it) plus
-the method, support and score of each AU; its version is a hash of the inputs and settings.
+The builds must carry corpus AU codes (`au_label_intensity`): the ckplus, disfa, disfaplus, bp4d and
+rafau adapters, or the csv/jsonl adapters with the `au_column` option. Per AU the report gives the
+coded support, the model chosen for it (a logistic regression, or the base head with its threshold
+re-chosen, or as it is: whichever cross-validates best) and its subject-disjoint held-out F1, precision,
+recall and correlation; AUs coded too rarely keep the base head's model and say so.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-DEFAULT_THRESHOLD = 1.0
-GRID = np.round(np.arange(0.25, 4.0001, 0.05), 2)
+from pipeline.au.fit import AUFit, fit_head
+from pipeline.au.head import AUHead
+from pipeline.au.training_data import read_faces
 
 
-def load_faces(builds: list[Path]) -> tuple[list[str], list[str], np.ndarray]:
-    """(AU codes, emotion per labelled face, intensities per face) from one or more builds."""
-    codes: list[str] | None = None
-    emotions: list[str] = []
-    rows: list[list[float]] = []
-    seen: set[str] = set()
-    for build in builds:
-        manifest = json.loads((Path(build) / "manifest.json").read_text())
-        if codes is None:
-            codes = list(manifest["au_vocabulary"])
-        elif codes != list(manifest["au_vocabulary"]):
-            raise ValueError(f"{build}: AU vocabulary differs from the first build's")
-        files = sorted((Path(build) / "data").glob("*.parquet"))
-        # Builds made before corpus AU labels have no au_model_intensity column.
-        model = bool(files) and "au_model_intensity" in pq.read_schema(files[0]).names
-        columns = ["face_id", "emotion", "au_intensity", *(["au_model_intensity"] if model else [])]
-        table = pa.concat_tables(pq.read_table(f, columns=columns) for f in files)
-        for row in table.to_pylist():
-            if row["emotion"] and row["face_id"] not in seen:  # rows are per (face, task): one per face
-                seen.add(row["face_id"])
-                emotions.append(row["emotion"])
-                # Thresholds apply to the model's estimate: where a corpus coded the AUs, au_intensity is the
-                # corpus coding and the estimate sits in au_model_intensity.
-                rows.append(row["au_model_intensity"] if model and row["au_model_intensity"] else row["au_intensity"])
-    if codes is None:
-        raise ValueError("no builds given")
-    return codes, emotions, np.asarray(rows, dtype=np.float32).reshape(len(rows), len(codes))
+def calibrate(builds: list[Path], base_head: Path, output: Path, min_positives: int = 10,
+              folds: int = 5) -> tuple[AUHead, list[AUFit]]:
+    faces = read_faces(builds)
+    base = AUHead.load(base_head, faces.codes)
+    head, fits = fit_head(faces, base, min_positives=min_positives, folds=folds)
+    head.write(output)
+    return head, fits
 
 
-def best_threshold(values: np.ndarray, positive: np.ndarray) -> tuple[float, float]:
-    """Grid threshold maximising balanced accuracy (lowest on ties), and that accuracy."""
-    predicted = values[:, None] >= GRID[None, :]
-    tpr = (predicted & positive[:, None]).sum(0) / positive.sum()
-    tnr = (~predicted & ~positive[:, None]).sum(0) / (~positive).sum()
-    scores = (tpr + tnr) / 2
-    best = int(np.argmax(scores))  # argmax returns the first (lowest) of equal maxima
-    return float(GRID[best]), float(scores[best])
-
-
-def calibrate(builds: list[Path], prototypes_file: Path, min_support: int = 10) -> dict[str, Any]:
-    codes, emotions, intensities = load_faces(builds)
-    prototypes = json.loads(Path(prototypes_file).read_text())["emotions"]
-    labels = np.array(emotions)
-    thresholds: dict[str, float] = {}
-    support: dict[str, dict[str, int]] = {}
-    score: dict[str, float] = {}
-    uncalibrated: dict[str, str] = {}
-    for column, code in enumerate(codes):
-        pos_emotions = [e for e, p in prototypes.items() if code in p["core"]]
-        neg_emotions = [e for e, p in prototypes.items() if code not in p["core"] + p["supporting"]]
-        pos, neg = np.isin(labels, pos_emotions), np.isin(labels, neg_emotions)
-        support[code] = {"positives": int(pos.sum()), "negatives": int(neg.sum())}
-        if pos.sum() < min_support or neg.sum() < min_support:
-            thresholds[code] = DEFAULT_THRESHOLD
-            uncalibrated[code] = (f"{int(pos.sum())} positives, {int(neg.sum())} negatives "
-                                  f"(< {min_support}); no prototype lists it as core" if not pos_emotions
-                                  else f"{int(pos.sum())} positives, {int(neg.sum())} negatives (< {min_support})")
-            continue
-        keep = pos | neg
-        threshold, accuracy = best_threshold(intensities[keep, column], pos[keep])
-        if accuracy <= 0.5:  # no threshold does better than chance: keep the default rather than a grid edge
-            thresholds[code] = DEFAULT_THRESHOLD
-            uncalibrated[code] = "no threshold separates positives from negatives better than chance"
-            continue
-        thresholds[code], score[code] = threshold, accuracy
-    digest = hashlib.sha256(json.dumps(
-        {"codes": codes, "emotions": emotions, "intensities": np.round(intensities, 4).tolist(),
-         "prototypes": prototypes, "min_support": min_support, "grid": GRID.tolist()}, sort_keys=True).encode())
-    return {
-        "version": f"calibrated-{digest.hexdigest()[:12]}",
-        "description": __doc__.split("\n\n")[1].replace("\n", " "),
-        "method": "prototype-weak-supervision/balanced-accuracy",
-        "faces": len(emotions),
-        "thresholds": thresholds,
-        "balanced_accuracy": score,
-        "support": support,
-        "uncalibrated": uncalibrated,
-    }
-
-
-def write_calibration(result: dict[str, Any], output: Path) -> Path:
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
-    return output
+def report_lines(head: AUHead, fits: list[AUFit]) -> list[str]:
+    """A table of the AUs: coded support, held-out scores and the model chosen, or why the base head was kept."""
+    lines = [f"{'AU':6}{'coded+':>7}{'coded-':>7}  {'F1':>5} {'prec':>5} {'rec':>5} {'corr':>5}  model"]
+    models = {"logistic": "learned", "base-threshold": "base head, threshold re-chosen", "base": "base head"}
+    for fit in fits:
+        if fit.fitted:
+            cv = fit.cv
+            extra = f" (C={cv['C']})" if "C" in cv else ""
+            lines.append(f"{fit.code:6}{fit.positives:7d}{fit.negatives:7d}  {cv['f1']:5.2f} {cv['precision']:5.2f} "
+                         f"{cv['recall']:5.2f} {cv['correlation']:5.2f}  {models[fit.kind]}{extra}")
+        else:
+            lines.append(f"{fit.code:6}{fit.positives:7d}{fit.negatives:7d}  {'':>23}  base head: {fit.reason}")
+    scored = [f.cv["f1"] for f in fits if f.fitted]
+    if scored:
+        lines.append(f"mean held-out F1 over the {len(scored)} coded AUs: {sum(scored) / len(scored):.3f} "
+                     f"({head.meta['faces']} faces, {head.meta['subjects']} subjects, {head.meta['folds']} folds)")
+    return lines

@@ -14,8 +14,65 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSING = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the exit-code contract above: a usage error is one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _at_least(minimum: int):
+    """An argparse type: an integer >= minimum (argparse alone accepts -1 for a count)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _fraction(text: str) -> float:
+    """An argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
+    return value
+
+
+def _output_path(text: str) -> Path:
+    """An argparse type for a path the command writes: a local path (pipeline.config.local_output_path)."""
+    from pipeline.config import ConfigError, local_output_path
+
+    try:
+        return Path(local_output_path(text))
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+COUNT, POSITIVE = _at_least(0), _at_least(1)
 
 
 def _source_spec(spec: str) -> dict:
@@ -39,9 +96,9 @@ def _add_build(sub) -> None:
                    help="override any param, e.g. --set align.crop_size=448 (value parsed as YAML); repeatable")
     p.add_argument("--source", action="append", default=[], metavar="SPEC",
                    help="replace the params' sources: 'demo' or 'csv:FOLDER[,image_dir=images,...]'; repeatable")
-    p.add_argument("--output", "-o", help="output folder (params: output.dir)")
-    p.add_argument("--limit", type=int, help="read at most N items per source")
-    p.add_argument("--workers", type=int, help="Beam direct-runner workers (params: runner.num_workers)")
+    p.add_argument("--output", "-o", type=_output_path, help="output folder (params: output.dir); a local path")
+    p.add_argument("--limit", type=POSITIVE, help="read at most N items per source (N >= 1)")
+    p.add_argument("--workers", type=POSITIVE, help="Beam direct-runner workers (params: runner.num_workers)")
     p.add_argument("--running-mode", choices=["in_memory", "multi_processing", "multi_threading"],
                    help="Beam direct-runner mode (params: runner.direct_running_mode)")
     p.add_argument("--no-validate", action="store_true", help="skip Great Expectations validation after the build")
@@ -54,14 +111,14 @@ def _config_from(args):
     overrides = list(args.overrides)
     if args.source:
         overrides.append("sources=" + json.dumps([_source_spec(s) for s in args.source]))
-    if args.output:
-        overrides.append(f"output.dir={json.dumps(str(Path(args.output).resolve()))}")
-    if args.workers:
+    if args.output is not None:  # relative to where the command runs, like any command-line path
+        overrides.append(f"output.dir={json.dumps(str(args.output.resolve()))}")
+    if args.workers is not None:
         overrides.append(f"runner.num_workers={args.workers}")
     if args.running_mode:
         overrides.append(f"runner.direct_running_mode={args.running_mode}")
     config = load_config(args.params, overrides)
-    if args.limit:
+    if args.limit is not None:  # every source, whatever the params name (argparse has checked N >= 1)
         for source in config.sources:
             source.limit = args.limit
     return config
@@ -110,7 +167,7 @@ def cmd_llm(args) -> int:
     config = load_config(args.params, args.set or [])
     if not Path(args.results).is_file():
         raise FileNotFoundError(f"no Batch-API results file at {args.results}")
-    cache_dir = config.resolve(args.cache_dir or config.llm.cache_dir)
+    cache_dir = args.cache_dir.resolve() if args.cache_dir else config.resolve_output(config.llm.cache_dir)
     counts = import_results(Path(args.results), ResponseCache(cache_dir))
     print(f"imported into {cache_dir}: {counts}")
     return EXIT_OK if counts.get("imported") else EXIT_FAILED
@@ -127,12 +184,12 @@ def _add_export(sub) -> None:
     p.add_argument("dir", type=Path, help="build folder (with manifest.json and data/)")
     p.add_argument("--format", "-f", required=True, choices=["llava", "sharegpt", "openai", "hf"],
                    help="target format")
-    p.add_argument("--output", "-o", type=Path, required=True,
+    p.add_argument("--output", "-o", type=_output_path, required=True,
                    help="export folder (outside the build; an earlier export there is replaced)")
     p.add_argument("--split", help="comma-separated splits to export (default: all in the build)")
     p.add_argument("--images", choices=["copy", "none"], default="copy",
                    help="llava/sharegpt: write the crops to OUTPUT/images (copy, default) or only reference them")
-    p.add_argument("--limit", type=int, help="export at most N rows per split")
+    p.add_argument("--limit", type=POSITIVE, help="export at most N rows per split")
 
 
 def cmd_export(args) -> int:
@@ -161,7 +218,7 @@ def cmd_validate(args) -> int:
     from pipeline.warm_process import suite_process
 
     config = load_config(args.params)
-    suite = args.suite or config.resolve(config.validate_.suite)
+    suite = args.suite or config.resolve_input(config.validate_.suite)
     rate = config.validate_.min_accept_rate if args.min_accept_rate is None else args.min_accept_rate
     v = config.validate_
     with suite_process() as suite_executor:  # the GX suite runs beside the project checks
@@ -198,21 +255,23 @@ def _add_train(sub) -> None:
     p.add_argument("dir", type=Path, nargs="?", default=Path("build/demo"), help="build folder (default build/demo)")
     p.add_argument("--model", required=True,
                    help="model folder or hub id; 'tiny' builds a tiny random LLaVA-style model offline (smoke tests)")
-    p.add_argument("--output-dir", "-o", type=Path, required=True, help="where checkpoints and the final model go")
+    p.add_argument("--output-dir", "-o", type=_output_path, required=True,
+                   help="where checkpoints and the final model go")
     p.add_argument("--split", default="train", help="split to train on (default train)")
     p.add_argument("--streaming", action="store_true", help="stream the rows (datasets IterableDataset)")
-    p.add_argument("--limit", type=int, help="use only the first N rows (e.g. to overfit a handful)")
-    p.add_argument("--epochs", type=int, default=1, help="passes over the data (default 1; ignored with --max-steps)")
-    p.add_argument("--max-steps", type=int, help="stop after N optimizer steps (cycling through the data)")
-    p.add_argument("--batch-size", type=int, default=4, help="rows per forward pass (default 4)")
-    p.add_argument("--grad-accum", type=int, default=1, help="forward passes per optimizer step (default 1)")
-    p.add_argument("--lr", type=float, default=2e-5, help="AdamW learning rate (default 2e-5)")
-    p.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up steps")
-    p.add_argument("--max-length", type=int, default=2048, help="truncate examples to N tokens (default 2048)")
-    p.add_argument("--save-steps", type=int, default=0, help="save OUTPUT/checkpoint-N every N steps (0: final only)")
+    p.add_argument("--limit", type=POSITIVE, help="use only the first N rows (e.g. to overfit a handful)")
+    p.add_argument("--epochs", type=POSITIVE, default=1,
+                   help="passes over the data (default 1; ignored with --max-steps)")
+    p.add_argument("--max-steps", type=POSITIVE, help="stop after N optimizer steps (cycling through the data)")
+    p.add_argument("--batch-size", type=POSITIVE, default=4, help="rows per forward pass (default 4)")
+    p.add_argument("--grad-accum", type=POSITIVE, default=1, help="forward passes per optimizer step (default 1)")
+    p.add_argument("--lr", type=_positive_float, default=2e-5, help="AdamW learning rate (default 2e-5)")
+    p.add_argument("--warmup-steps", type=COUNT, default=0, help="linear learning-rate warm-up steps")
+    p.add_argument("--max-length", type=POSITIVE, default=2048, help="truncate examples to N tokens (default 2048)")
+    p.add_argument("--save-steps", type=COUNT, default=0, help="save OUTPUT/checkpoint-N every N steps (0: final only)")
     p.add_argument("--freeze-vision", action="store_true", help="do not train the vision tower")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters on the language model (needs peft)")
-    p.add_argument("--lora-r", type=int, default=16, help="LoRA rank (default 16; alpha = 2 * rank)")
+    p.add_argument("--lora-r", type=POSITIVE, default=16, help="LoRA rank (default 16; alpha = 2 * rank)")
     p.add_argument("--bf16", action="store_true", help="load the model in bfloat16")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--seed", type=int, default=0, help="shuffling and initialisation seed")
@@ -226,10 +285,10 @@ def _add_evaluate(sub) -> None:
     p.add_argument("dir", type=Path, nargs="?", default=Path("build/demo"), help="build folder (default build/demo)")
     p.add_argument("--model", required=True, help="model folder (e.g. the OUTPUT of fea train) or hub id")
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
-    p.add_argument("--limit", type=int, help="evaluate the first N rows only")
-    p.add_argument("--batch-size", type=int, default=8, help="rows per generate call (default 8)")
-    p.add_argument("--max-new-tokens", type=int, default=128, help="answer length limit (default 128)")
-    p.add_argument("--output", type=Path, help="write predictions.jsonl and scores.json to this folder")
+    p.add_argument("--limit", type=POSITIVE, help="evaluate the first N rows only")
+    p.add_argument("--batch-size", type=POSITIVE, default=8, help="rows per generate call (default 8)")
+    p.add_argument("--max-new-tokens", type=POSITIVE, default=128, help="answer length limit (default 128)")
+    p.add_argument("--output", type=_output_path, help="write predictions.jsonl and scores.json to this folder")
     p.add_argument("--streaming", action="store_true", help="stream the rows (datasets IterableDataset)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
 
@@ -270,21 +329,27 @@ def cmd_sources(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from pipeline.calibrate import calibrate, write_calibration
+    from pipeline.calibrate import calibrate, report_lines
     from pipeline.config import load_config
 
     config = load_config(args.params)
-    result = calibrate(args.builds, config.resolve(config.synergy.prototypes), min_support=args.min_support)
-    path = write_calibration(result, args.output)
-    print(f"thresholds for {len(result['thresholds']) - len(result['uncalibrated'])} AUs calibrated on "
-          f"{result['faces']} faces ({len(result['uncalibrated'])} kept at the default); written to {path}; "
-          f"use it with --set au.thresholds={path}")
+    base = Path(args.base) if args.base else config.resolve_input(config.au.head)
+    try:
+        head, fits = calibrate(args.builds, base, args.output, min_positives=args.min_positives, folds=args.folds)
+    except ValueError as exc:
+        print(f"fea calibrate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print("\n".join(report_lines(head, fits)))
+    learned = sum(f.kind == "logistic" for f in fits)
+    print(f"AU head {head.tag}: {learned} AUs learned, {len(fits) - learned} from {head.meta['base']}; "
+          f"written to {args.output}; use it with: fea build --set au.head={args.output}")
     return EXIT_OK
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="fea", description="Build, validate and inspect FEA instruction datasets.")
-    top.add_argument("-v", "--verbose", action="store_true", help="log progress of every stage")
+    top = _Parser(prog="fea", description="Build, validate and inspect FEA instruction datasets.")
+    verbose_help = "log progress of every stage, and show the start-up output of Beam, MediaPipe and TFLite"
+    top.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
     sub = top.add_subparsers(dest="command", required=True)
     _add_build(sub)
 
@@ -292,22 +357,23 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("dir", type=Path, help="build folder (with manifest.json)")
     v.add_argument("--params", type=Path, default=None, help="params file that names the expectation suite")
     v.add_argument("--suite", type=Path, default=None, help="expectation suite JSON (default: from params)")
-    v.add_argument("--min-accept-rate", type=float, default=None,
+    v.add_argument("--min-accept-rate", type=_fraction, default=None,
                    help="fail if a smaller share of inputs was accepted (default: params validate.min_accept_rate)")
-    v.add_argument("--report-dir", type=Path, default=None, help="where to write the result (default: DIR/validation)")
-    v.add_argument("--reverify-rows", type=int, default=None,
+    v.add_argument("--report-dir", type=_output_path, default=None,
+                   help="where to write the result (default: DIR/validation)")
+    v.add_argument("--reverify-rows", type=POSITIVE, default=None,
                    help="re-read only this many answers with the grounding verifier, spread over the rows "
                         "(default: every row; a build's own validation uses params validate.reverify_rows)")
 
     i = sub.add_parser("inspect", help="counts, label distribution and a few rendered samples of a build")
     i.add_argument("dir", type=Path, help="build folder")
-    i.add_argument("--samples", type=int, default=3, help="how many conversations to print")
+    i.add_argument("--samples", type=COUNT, default=3, help="how many conversations to print")
     i.add_argument("--seed", type=int, default=0, help="which samples to print")
 
     r = sub.add_parser("report", help="HTML report with plots and sample faces of a build")
     r.add_argument("dir", type=Path, help="build folder")
-    r.add_argument("--output", type=Path, default=None, help="HTML path (default: DIR/report/report.html)")
-    r.add_argument("--samples", type=int, default=12, help="sample faces shown with their conversations")
+    r.add_argument("--output", type=_output_path, default=None, help="HTML path (default: DIR/report/report.html)")
+    r.add_argument("--samples", type=COUNT, default=12, help="sample faces shown with their conversations")
     lm = sub.add_parser("llm", help="LLM stage tools: import-batch loads Batch-API results into the response cache")
     lsub = lm.add_subparsers(dest="llm_command", required=True)
     ib = lsub.add_parser("import-batch", help="store the results of a Batch-API job (output JSONL) in the cache, "
@@ -315,34 +381,34 @@ def parser() -> argparse.ArgumentParser:
     ib.add_argument("results", help="the Batch-API output file (JSONL: custom_id, response.body)")
     ib.add_argument("--params", help="params.yaml (for llm.cache_dir); default ./params.yaml or the project's")
     ib.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a param")
-    ib.add_argument("--cache-dir", help="cache folder (default: llm.cache_dir)")
+    ib.add_argument("--cache-dir", type=_output_path, help="cache folder (default: llm.cache_dir)")
     sub.add_parser("sources", help="list the source adapters (built-in and registered), one line each")
-    c = sub.add_parser("calibrate", help="choose per-AU occurrence thresholds from labelled builds",
-                       description=(__import__("pipeline.calibrate").calibrate.__doc__ or "").split("\n\n")[1])
-    c.add_argument("builds", type=Path, nargs="+", help="build folders with emotion labels")
-    c.add_argument("--output", "-o", type=Path, default=Path("au_thresholds.calibrated.json"),
-                   help="thresholds JSON to write (format of schemas/au_thresholds.json)")
-    c.add_argument("--min-support", type=int, default=10, help="fewest positives and negatives to calibrate an AU")
-    c.add_argument("--params", type=Path, default=None, help="params file naming the emotion prototypes")
+    c = sub.add_parser("calibrate", help="learn an AU head from FACS-coded builds (for --set au.head=FILE)",
+                       description=(__import__("pipeline.calibrate").calibrate.__doc__ or "").split("\n\n")[0])
+    c.add_argument("builds", type=Path, nargs="+", help="build folders whose rows carry corpus AU codes")
+    c.add_argument("--output", "-o", type=_output_path, default=Path("au_head.calibrated.json"),
+                   help="AU head JSON to write (format of schemas/au_head.json)")
+    c.add_argument("--min-positives", type=POSITIVE, default=10,
+                   help="fewest coded positives (and negatives) to learn an AU's own model; rarer AUs keep the base "
+                   "head's model, with its threshold re-chosen when that scores better")
+    c.add_argument("--folds", type=_at_least(3), default=5, help="subject-disjoint cross-validation folds")
+    c.add_argument("--base", help="head whose models rarely coded AUs keep (default: params' au.head)")
+    c.add_argument("--params", type=Path, default=None, help="params file (for au.head)")
     _add_train(sub)
     _add_evaluate(sub)
     _add_export(sub)
+    for command in sub.choices.values():  # `fea build -v` works as well as `fea -v build`
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help)
     return top
-
-
-def _not_beam_import_noise(record: logging.LogRecord) -> bool:
-    """False for the warning Beam's BigQuery module logs whenever it is imported without Google's API
-    client (every `fea` command imports it; no build uses BigQuery)."""
-    return not (record.name == "root" and str(record.msg).startswith("apitools not found"))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:
-        if _not_beam_import_noise not in handler.filters:
-            handler.addFilter(_not_beam_import_noise)
+    from pipeline.quiet import quiet_logs
+
+    quiet_logs(verbose=args.verbose)  # before Beam loads here, and inherited by the build's worker processes
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     from pipeline.config import ConfigError
     from pipeline.errors import LLMStopped, PipelineFailed

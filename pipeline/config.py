@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +17,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PARAMS = PROJECT_ROOT / "params.yaml"
+
+
+class ConfigError(ValueError):
+    """params.yaml or an override is invalid; the message is meant for the user."""
+
+
+def local_output_path(target: str) -> str:
+    """`target` unchanged when it names a local path; a ConfigError for a URL (`s3://`, `gs://`, any
+    `scheme://`), which the build cannot write yet (it would make a local folder named `s3:`).
+    The one place to change when outputs to object storage are supported."""
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", target)
+    if scheme:
+        raise ConfigError(f"cannot write to {target}: {scheme.group(1)}:// URLs are not supported as outputs "
+                          "yet; give a local folder")
+    return target
 
 
 class Section(BaseModel):
@@ -126,8 +142,12 @@ class AUConfig(Section):
     accelerator: str | None = Field(
         default=None, description="Beam resource hint for the AU stage, e.g. Dataflow "
         "'type:nvidia-tesla-t4;count:1;install-nvidia-driver'")
-    mapping: str = "schemas/blendshape_to_au.json"
-    thresholds: str = "schemas/au_thresholds.json"
+    head: str = Field(
+        default="schemas/au_head.json",
+        description="AU head (mediapipe, torch-blendshapes backends): per-AU linear scores over the blendshapes and "
+        "mesh measures; the default is derived from FACS knowledge, `fea calibrate` learns one from FACS-coded builds")
+    measures: str = Field(default="schemas/mesh_measures.json",
+                          description="FACS geometric measures of the face mesh, recorded as face_measures")
     vocabulary: str = "schemas/au_vocabulary.csv"
 
 
@@ -247,6 +267,11 @@ class LLMConfig(Section):
         default="online", description="batch-export: write uncached requests as Batch-API JSONL instead of "
         "calling the endpoint (fea llm import-batch loads the results into the cache)")
 
+    @field_validator("cache_dir")
+    @classmethod
+    def _writable(cls, cache_dir: str) -> str:
+        return local_output_path(cache_dir)
+
 
 class SplitConfig(Section):
     seed: int = 0
@@ -267,6 +292,11 @@ class OutputConfig(Section):
     row_group_mb: float = Field(
         default=8.0, gt=0, description="rows are written in row groups of about this many MB (uncompressed); "
         "a writer holds at most one such group in memory, so memory does not grow with the build")
+
+    @field_validator("dir")
+    @classmethod
+    def _writable(cls, out_dir: str) -> str:
+        return local_output_path(out_dir)
 
 
 class ValidateConfig(Section):
@@ -298,13 +328,16 @@ class Config(Section):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    # Where relative paths in this config are anchored (the params file's folder).
+    # Where relative paths that the build READS are anchored (the params file's folder).
     base_dir: Path = Field(default=PROJECT_ROOT, exclude=True)
+    # Where relative paths that the build WRITES are anchored: the params file's folder, or the working
+    # directory when the params are the package's own (None: the working directory at resolve time).
+    output_base: Path | None = Field(default=None, exclude=True)
 
-    def resolve(self, path: str | Path) -> Path:
-        """A path from the config: absolute, or relative to the params file's folder; a relative path
-        that exists only in the project (schemas/, templates/) falls back to the project's copy, so a
-        params file kept elsewhere needs to name only what it changes."""
+    def resolve_input(self, path: str | Path) -> Path:
+        """A path the build reads (schemas, templates, corpora): absolute, or relative to the params file's
+        folder; one that exists only in the package (schemas/, templates/) falls back to the package's copy,
+        so a params file kept elsewhere needs to name only what it changes."""
         p = Path(path).expanduser()
         if p.is_absolute():
             return p
@@ -313,18 +346,23 @@ class Config(Section):
             return (PROJECT_ROOT / p).resolve()
         return local
 
+    def resolve_output(self, path: str | Path) -> Path:
+        """A path the build writes (output.dir, llm.cache_dir): absolute, or relative to the params file's
+        folder (the working directory for the package's own params). Never the package's folder: writing
+        there would hide a user's outputs in the install (and break `dvc repro` in a copy of the project)."""
+        p = Path(local_output_path(str(path))).expanduser()
+        if p.is_absolute():
+            return p
+        return ((self.output_base or Path.cwd()) / p).resolve()
+
     def params_hash(self) -> str:
         """Hash of everything that shapes the output (not where it is written)."""
         data = self.model_dump(mode="json", by_alias=True, exclude={
-            "base_dir": True, "runner": True, "output": True,
+            "base_dir": True, "output_base": True, "runner": True, "output": True,
             # How the LLM is reached, not what it is asked: these do not change the rows.
             "llm": {"max_concurrency", "batch_size", "timeout_s", "max_retries", "cache_dir", "on_error"},
         })
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-
-
-class ConfigError(ValueError):
-    """params.yaml or an override is invalid; the message is meant for the user."""
 
 
 def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -372,6 +410,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"invalid params ({where}): {first['msg']}") from None
+        # A validator's own message as written, without pydantic's "Value error, " prefix.
+        message = str(first["ctx"]["error"]) if first["type"] == "value_error" else first["msg"]
+        raise ConfigError(f"invalid params ({where}): {message}") from None
     config.base_dir = params_path.resolve().parent if params_path.exists() else PROJECT_ROOT
+    # The package's own params write where the command runs; a user's params next to themselves.
+    config.output_base = None if config.base_dir == PROJECT_ROOT else config.base_dir
     return config

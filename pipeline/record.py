@@ -54,6 +54,7 @@ class Sample:
     num_faces_detected: int = 0
     mesh: np.ndarray | None = None  # (478, 3) landmarks in source pixels (z in pixel-like units)
     blendshapes: np.ndarray | None = None  # (52,) scores in [0, 1]
+    face_measures: np.ndarray | None = None  # FACS geometric measures of the mesh (schemas/mesh_measures.json)
     pose: tuple[float, float, float] = (0.0, 0.0, 0.0)  # yaw, pitch, roll in degrees
     bbox: list[float] = field(default_factory=list)
     landmarks_68: np.ndarray | None = None  # (68, 2) iBUG-68 points in source pixels (face-alignment backend)

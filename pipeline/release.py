@@ -28,16 +28,18 @@ TASK_CATEGORIES = ["image-text-to-text", "visual-question-answering", "image-cla
 TAGS = ["facial-expression-recognition", "action-units", "facs", "emotion", "instruction-tuning"]
 
 LIMITATIONS = [
-    "AUs are measured, not annotated: they are derived from MediaPipe Face Landmarker blendshapes "
-    "(ARKit-style, 0..1) through a hand-set mapping and thresholds (`schemas/blendshape_to_au.json`, "
-    "`schemas/au_thresholds.json`). They are not FACS-coder labels, except for rows from corpora that ship FACS "
-    "coding (CK+, DISFA, DISFA+, BP4D, RAF-AU): there `au_intensity`/`au_present` take the corpus coding for "
-    "the AUs it annotates (`au_annotated`) and the model estimate elsewhere; the two inputs stay in "
-    "`au_label_*` and `au_model_*`, and `au_source` names both (e.g. `corpus:ckplus+model:...`).",
-    "AU6 (cheek raiser) and AU7 (lid tightener) both come from eyeSquint, so they are strongly correlated; "
-    "MediaPipe's cheekSquint is near zero on real photos.",
-    "AU9 (nose wrinkler, from noseSneer) is rarely activated by the network and is under-reported.",
-    "Only the AUs of the vocabulary can ever be present; AUs without a blendshape counterpart are never reported.",
+    "AUs are measured, not annotated: an AU head (`manifest.json` `au_head`, `au_source`) reads the MediaPipe "
+    "Face Landmarker's blendshapes and FACS measures of its face mesh. The default head is derived from FACS "
+    "knowledge without AU labels (`schemas/au_head_spec.json`); a head learned with `fea calibrate` on a "
+    "FACS-coded corpus names that corpus. They are not FACS-coder labels, except for rows from corpora that ship "
+    "FACS coding (CK+, DISFA, DISFA+, BP4D, RAF-AU, or a csv/jsonl `au_column`): there `au_intensity`/`au_present` "
+    "take the corpus coding for the AUs it annotates (`au_annotated`) and the model estimate elsewhere; the two "
+    "inputs stay in `au_label_*` and `au_model_*`, and `au_source` names both (e.g. `corpus:ckplus+model:...`).",
+    "AU values depend on the face alone (its blendshapes and mesh), never on its emotion label, corpus or file "
+    "name; the raw inputs are in the rows (`blendshapes`, `face_measures`) for anyone who wants another head.",
+    "MediaPipe's noseSneer and cheekSquint blendshapes stay near zero on real photos: AU9 and AU6 rest on other "
+    "evidence (nose-wing and cheek geometry, brow lowering, the lip-corner pull) and are the least certain.",
+    "Only the AUs of the vocabulary can ever be present.",
     "Emotion labels come from the source corpora as given (file-name codes for the demo corpus, the corpus' "
     "CSV otherwise), mapped to 8 canonical categories. In-the-wild corpora are usually crowd-sourced: labels "
     "are noisy and reflect annotators' perception, not the person's felt emotion.",
@@ -235,10 +237,30 @@ def _aus(stats: BuildStats) -> list[str]:
              f"Intensity: {stats.manifest.get('au_intensity_scale', '?')}.", "",
              f"Share of the {len(stats.faces)} faces with each AU present:", ""]
     lines += _table(["AU", "faces with AU"], freq)
+    lines += _au_accuracy(stats)
     rate, mean = stats.conflict_rate(), stats.mean_consistency()
     if rate is not None and mean is not None:
         lines += [f"FE-AU consistency over {stats.scored_faces()} labelled faces: mean {mean:.2f}; "
                   f"{rate:.1%} flagged as conflicts.", ""]
+    return lines
+
+
+def _au_accuracy(stats: BuildStats) -> list[str]:
+    """Per AU, how well the head in use is known to work: its held-out scores when it was learned, else what is
+    documented for it, so a trainer can weigh each AU's labels."""
+    head = stats.manifest.get("au_head")
+    if not head:
+        return []
+    lines = [f"AU head `{head['name']}@{head['version']}` ({head.get('method')}"
+             + (f", fitted on {', '.join(head['fitted_on'])}" if head.get("fitted_on") else "") + "). "
+             + f"Known accuracy per AU ({head.get('quality_source') or 'not measured against FACS coding'}):", ""]
+    rows = []
+    for au in stats.au_vocabulary:
+        q = head.get("quality", {}).get(au, {})
+        f1 = f"{q['f1']:.2f}" if isinstance(q.get("f1"), int | float) else "not measured"
+        support = f"{q['positives']}/{q['negatives']}" if "positives" in q else ""
+        rows.append([au, head.get("origin", {}).get(au, "?"), f1, support, q.get("kept_base", q.get("note", ""))])
+    lines += _table(["AU", "model", "held-out F1", "coded +/-", "note"], rows)
     return lines
 
 
@@ -248,7 +270,8 @@ def _versions(manifest: dict[str, Any]) -> list[str]:
     rows += [[k, f"`{v}`"] for k, v in versions.items()]
     for name, model in (manifest.get("models") or {}).items():
         rows.append([f"model {name}", f"`{model.get('path', '?')}` sha256 `{model.get('sha256', '?')}`"])
-    rows.append(["AU extractor", f"MediaPipe Face Landmarker blendshapes -> FACS AUs (`{versions.get('au_model')}`)"])
+    rows.append(["AU extractor", f"MediaPipe Face Landmarker blendshapes + mesh measures -> AU head "
+                                 f"(`{versions.get('au_model')}`)"])
     return ["## AU extractor, versions and parameters", "",
             *_table(["what", "version"], rows),
             "`params_hash` identifies every parameter of the build (`manifest.json` holds them all); "

@@ -3,6 +3,7 @@ one MediaPipe Face Landmarker per session, and a factory for small synthetic ima
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,55 @@ from pipeline.stages.detect import DetectStage
 
 SCHEMAS = PROJECT_ROOT / "schemas"
 TEMPLATE_FILE = SCHEMAS / "alignment_template.json"
-WILD_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "faces-in-the-wild-sample"
+SHARED = Path(__file__).resolve().parents[2] / "shared"  # the shared test corpora, beside the checkout
+WILD_SAMPLE = SHARED / "corpora" / "faces-in-the-wild-sample"
+
+
+def in_ci() -> bool:
+    """Whether the suite runs in CI (the CI environment variable set, as CI services do)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def shared_available(path: Path = WILD_SAMPLE) -> bool:
+    """Whether `path` (under ../shared) is there. Under CI a missing one fails the test: there a skip would
+    hide a broken set-up behind a green run."""
+    if path.exists():
+        return True
+    if in_ci():
+        pytest.fail(f"{path} not found, and CI is set: the shared test corpora must be at {SHARED}")
+    return False
+
+
+def require_shared(path: Path = WILD_SAMPLE) -> Path:
+    """`path` (under ../shared), or skip the test when it is missing (fail under CI, see shared_available)."""
+    if not shared_available(path):
+        pytest.skip(f"shared test data not found at {path}")
+    return path
+
+
+# Folders of the checkout that tools write to while tests run: not build outputs.
+NOT_OUTPUTS = {".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", "fea_pipeline.egg-info"}
+
+
+def package_snapshot() -> dict[str, int]:
+    """Every file of the package's checkout (PROJECT_ROOT) with its modification time, and every folder
+    (tool folders left out): two snapshots differ when anything wrote into the checkout in between. A
+    folder's own time is not compared: Python's bytecode cache, created in it, changes that."""
+    found: dict[str, int] = {}
+    for folder, dirs, files in os.walk(PROJECT_ROOT):
+        dirs[:] = [d for d in dirs if d not in NOT_OUTPUTS]
+        for name in dirs:
+            found[str(Path(folder, name).relative_to(PROJECT_ROOT)) + "/"] = 0
+        for name in files:
+            path = Path(folder, name)
+            found[str(path.relative_to(PROJECT_ROOT))] = path.lstat().st_mtime_ns
+    return found
+
+
+def changed_in_package(before: dict[str, int]) -> list[str]:
+    """Paths of the checkout created or modified since the snapshot `before`."""
+    after = package_snapshot()
+    return sorted(path for path, mtime in after.items() if before.get(path) != mtime)
 
 
 def run_stage(stage: Any, element: Any) -> list[Any]:
@@ -54,9 +103,7 @@ def demo_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def wild_dir() -> Path:
-    if not (WILD_SAMPLE / "labels.csv").is_file():
-        pytest.skip(f"shared corpus faces-in-the-wild-sample not found at {WILD_SAMPLE}")
-    return WILD_SAMPLE
+    return require_shared(WILD_SAMPLE / "labels.csv").parent
 
 
 @pytest.fixture(scope="session")

@@ -505,13 +505,11 @@ def test_build_from_rafdb_and_jsonl(rafdb: Path, jsonl_corpus: Path, tmp_path: P
                      "basic/Image/original/test_0001.jpg", "images/a.jpg", "images/b.jpg"}
 
 
-def test_source_weight_samples_deterministically(tmp_path: Path) -> None:
+def test_source_weight_samples_deterministically(wild_dir: Path) -> None:
     from pipeline.build import enumerate_inputs
     from pipeline.config import load_config
 
-    shared = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "faces-in-the-wild-sample"
-    if not shared.is_dir():
-        pytest.skip("shared sample corpus not found")
+    shared = wild_dir
     sources = [{"name": "a", "kind": "csv", "path": str(shared), "options": {"image_dir": "images"},
                 "weight": 0.3},
                {"name": "b", "kind": "csv", "path": str(shared), "options": {"image_dir": "images"}, "limit": 20}]

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import WILD_SAMPLE, shared_available
 from PIL import Image
 
 from pipeline.cli import main
@@ -25,7 +26,7 @@ from pipeline.sources.base import SourceError
 from pipeline.sources.demo import demo_corpus_dir
 from pipeline.stages.align import AlignStage
 
-WILD = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "faces-in-the-wild-sample"
+WILD = WILD_SAMPLE
 PROFILE = "Dwarakish_19.jpg"  # yaw about 44 degrees: extreme once align.max_abs_yaw is 30
 ACCEPTED = "accepted"
 DAMAGED_VIDEO_FRAMES = (0, 30, 60)  # single_face.mp4: 72 frames at 30 fps, sampled at 1 fps
@@ -131,7 +132,7 @@ def bad_corpus(tmp_path_factory) -> BadCorpus:
     # Images without a usable face.
     shutil.copyfile(demo / "free-mountain-vector-01.jpg", images / "landscape.jpg")
     corpus.add("landscape.jpg", ("detect", "no_face"))
-    if (WILD / "images" / PROFILE).is_file():
+    if shared_available(WILD / "images" / PROFILE):
         shutil.copyfile(WILD / "images" / PROFILE, images / "profile.jpg")
         corpus.add("profile.jpg", ("align", "extreme_pose"))
 

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import WILD_SAMPLE, require_shared
 
 from pipeline.cli import main
 from pipeline.grounding import disagreements
 from pipeline.io.schema import arrow_schema
 from pipeline.sources.labels import canonical_emotions
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "faces-in-the-wild-sample"
+SHARED = WILD_SAMPLE
 AU_CODE = re.compile(r"\bAU(\d+)\b")
 # Task families whose answers name nothing but the labels (the others also deny absent AUs or other emotions).
 LABEL_ONLY_TASKS = {"fe_recognition", "fe_multiple_choice", "au_recognition", "au_intensity", "au_to_fe_reasoning",
@@ -33,8 +34,7 @@ def demo_build(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def shared_build(tmp_path_factory) -> Path:
-    if not SHARED.is_dir():
-        pytest.skip(f"shared sample corpus not found at {SHARED}")
+    require_shared(SHARED)
     out = tmp_path_factory.mktemp("fitw") / "build"
     spec = f"csv:{SHARED},image_dir=images,subject_pattern=^(.+)_\\d+$"
     assert main(["build", "--no-progress", "--source", spec, "-o", str(out)]) == 0

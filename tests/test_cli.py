@@ -81,3 +81,81 @@ def test_the_command_reports_params_errors_before_loading_beam_and_without_beams
         capture_output=True, text=True, timeout=120)
     assert missing.returncode != 0 and "fea build:" in missing.stderr
     assert "import apache_beam" not in missing.stderr and "apitools" not in missing.stderr, missing.stderr[-1000:]
+
+
+# --- flags: ranges and output locations --------------------------------------------------------------
+
+OUT_OF_RANGE = [
+    (["build", "--limit", "-1"], "--limit"),  # once a silent build of zero inputs
+    (["build", "--limit", "0"], "--limit"),
+    (["build", "--workers", "0"], "--workers"),
+    (["build", "--workers", "-2"], "--workers"),
+    (["build", "--limit", "two"], "--limit"),
+    (["validate", "b", "--min-accept-rate", "1.5"], "--min-accept-rate"),
+    (["validate", "b", "--min-accept-rate", "-0.1"], "--min-accept-rate"),
+    (["validate", "b", "--reverify-rows", "0"], "--reverify-rows"),
+    (["inspect", "b", "--samples", "-1"], "--samples"),
+    (["report", "b", "--samples", "-3"], "--samples"),
+    (["calibrate", "b", "--min-positives", "0"], "--min-positives"),
+    (["calibrate", "b", "--folds", "1"], "--folds"),
+    (["export", "b", "-f", "llava", "-o", "e", "--limit", "0"], "--limit"),
+    *[(["train", "--model", "tiny", "-o", "r", flag, value], flag) for flag, value in [
+        ("--limit", "0"), ("--epochs", "0"), ("--max-steps", "-5"), ("--batch-size", "0"), ("--grad-accum", "0"),
+        ("--lr", "0"), ("--lr", "-1e-4"), ("--warmup-steps", "-1"), ("--max-length", "0"), ("--save-steps", "-1"),
+        ("--lora-r", "0")]],
+    *[(["evaluate", "--model", "m", flag, "0"], flag) for flag in ("--limit", "--batch-size", "--max-new-tokens")],
+]
+
+
+@pytest.mark.parametrize(("argv", "flag"), OUT_OF_RANGE, ids=[" ".join(a) for a, _ in OUT_OF_RANGE])
+def test_an_out_of_range_flag_is_a_one_line_usage_error(argv, flag, capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fea {argv[0]}: argument {flag}") and err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == []  # nothing ran
+
+
+@pytest.mark.parametrize("argv", [
+    ["build", "-o", "{url}"], ["export", "b", "-f", "llava", "-o", "{url}"], ["report", "b", "--output", "{url}"],
+    ["validate", "b", "--report-dir", "{url}"], ["calibrate", "b", "-o", "{url}"],
+    ["train", "--model", "tiny", "-o", "{url}"], ["evaluate", "--model", "m", "--output", "{url}"],
+    ["llm", "import-batch", "results.jsonl", "--cache-dir", "{url}"],
+])
+@pytest.mark.parametrize("url", ["s3://bucket/x", "gs://bucket/x"])
+def test_an_output_url_is_refused_not_written_as_a_local_folder(argv, url, capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main([a.format(url=url) for a in argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"cannot write to {url}" in err and err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == []  # no folder named s3: or gs:
+
+
+def test_an_output_url_in_params_is_refused(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["build", "--set", "output.dir=s3://bucket/x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fea build: invalid params (output.dir): cannot write to s3://bucket/x"), err
+    assert err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_limit_and_workers_reach_every_source_and_the_runner() -> None:
+    from pipeline.cli import _config_from, parser
+
+    args = parser().parse_args(["build", "--limit", "2", "--workers", "1", "--source", "demo",
+                                "--source", "csv:/data/x,image_dir=images"])
+    config = _config_from(args)
+    assert [s.limit for s in config.sources] == [2, 2] and config.runner.num_workers == 1
+
+
+@pytest.mark.parametrize("argv", [["-v", "build"], ["build", "-v"], ["build", "--verbose"]])
+def test_verbose_is_accepted_before_or_after_the_command(argv) -> None:
+    from pipeline.cli import parser
+
+    assert parser().parse_args(argv).verbose is True
+    assert parser().parse_args(["build"]).verbose is False

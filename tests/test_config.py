@@ -24,9 +24,9 @@ def test_project_params_load():
     assert config.align.crop_size == 336
     assert abs(sum(config.split.ratios.values()) - 1) < 1e-9
     assert config.validate_.suite.endswith(".json")
-    for rel in (config.au.mapping, config.au.thresholds, config.au.vocabulary, config.synergy.prototypes,
+    for rel in (config.au.head, config.au.measures, config.au.vocabulary, config.synergy.prototypes,
                 config.render.templates_dir):
-        assert config.resolve(rel).exists(), rel
+        assert config.resolve_input(rel).exists(), rel
 
 
 def test_builtin_defaults_need_no_file(tmp_path, monkeypatch):
@@ -151,13 +151,47 @@ def test_params_file_with_broken_yaml(tmp_path):
 def test_relative_paths_anchor_at_params_folder(tmp_path):
     (tmp_path / "my_schemas").mkdir()
     (tmp_path / "my_schemas" / "map.json").write_text("{}")
-    config = load_config(write_params(tmp_path, "au: {mapping: my_schemas/map.json}\noutput: {dir: out}\n"))
+    config = load_config(write_params(tmp_path, "au: {head: my_schemas/map.json}\noutput: {dir: out}\n"))
     assert config.base_dir == tmp_path.resolve()
-    assert config.resolve(config.au.mapping) == (tmp_path / "my_schemas" / "map.json").resolve()
-    assert config.resolve(config.output.dir) == (tmp_path / "out").resolve()
+    assert config.resolve_input(config.au.head) == (tmp_path / "my_schemas" / "map.json").resolve()
+    assert config.resolve_output(config.output.dir) == (tmp_path / "out").resolve()
     # Project files a params file elsewhere does not name fall back to the project's copies.
-    assert config.resolve(config.au.vocabulary) == PROJECT_ROOT / "schemas" / "au_vocabulary.csv"
-    assert config.resolve(tmp_path / "abs") == tmp_path / "abs"
+    assert config.resolve_input(config.au.vocabulary) == PROJECT_ROOT / "schemas" / "au_vocabulary.csv"
+    assert config.resolve_input(tmp_path / "abs") == tmp_path / "abs"
+    assert config.resolve_output(tmp_path / "abs") == tmp_path / "abs"
+
+
+def test_outputs_never_fall_back_to_the_package(tmp_path):
+    """What a build writes stays beside the params file even where the package has a folder of that name
+    (after `make demo`, PROJECT_ROOT/build/demo exists): inputs may fall back, outputs may not."""
+    assert (PROJECT_ROOT / "schemas").is_dir() and (PROJECT_ROOT / "templates").is_dir()  # names the package has
+    config = load_config(write_params(tmp_path, "output: {dir: schemas}\nllm: {cache_dir: templates}\n"))
+    assert config.resolve_input("schemas") == PROJECT_ROOT / "schemas"
+    assert config.resolve_output(config.output.dir) == tmp_path.resolve() / "schemas"
+    assert config.resolve_output(config.llm.cache_dir) == tmp_path.resolve() / "templates"
+
+
+def test_the_packages_own_params_write_in_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ./params.yaml: the package's params.yaml is read
+    config = load_config()
+    assert config.base_dir == PROJECT_ROOT
+    assert config.resolve_output(config.output.dir) == tmp_path.resolve() / "build" / "demo"
+    assert config.resolve_output(config.llm.cache_dir) == tmp_path.resolve() / ".fea_cache" / "llm"
+    assert Config().resolve_output("out") == tmp_path.resolve() / "out"  # a Config made in code: the same
+
+
+@pytest.mark.parametrize("key", ["output.dir", "llm.cache_dir"])
+@pytest.mark.parametrize("url", ["s3://bucket/x", "gs://bucket/x", "hf://datasets/me/x", "file:///tmp/x"])
+def test_an_output_url_is_refused_in_one_line(key, url):
+    with pytest.raises(ConfigError) as info:
+        load_config(DEFAULT_PARAMS, [f"{key}={url}"])
+    message = str(info.value)
+    assert message.startswith(f"invalid params ({key}): cannot write to {url}") and "\n" not in message
+
+
+def test_an_output_url_is_refused_when_resolved():
+    with pytest.raises(ConfigError, match="s3:// URLs are not supported"):
+        Config().resolve_output("s3://bucket/x")
 
 
 # --- params hash -------------------------------------------------------------------------------------

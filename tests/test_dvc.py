@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import changed_in_package, package_snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -45,7 +46,11 @@ def project(tmp_path_factory) -> Path:
 def test_repro_push_clone_pull_load(project: Path, tmp_path: Path) -> None:
     import datasets
 
+    before = package_snapshot()
     run(["dvc", "repro"], project)
+    # The stages write into this copy of the project, never into the installed package's checkout (where
+    # `make demo` has a build/demo of its own).
+    assert changed_in_package(before) == []
     assert (project / "build/demo/manifest.json").is_file()
     assert (project / "reports/validation/result.json").is_file()
     assert (project / "reports/demo/report.html").is_file()

@@ -212,7 +212,7 @@ def test_split_limit_and_no_images(build: Path, tmp_path: Path, capsys) -> None:
     (["--format", "csv"], "invalid choice"),
     (["--format", "llava", "--split", "dev"], "no split(s) ['dev']"),
     (["--format", "openai", "--images", "none"], "embeds the images"),
-    (["--format", "llava", "--limit", "0"], "--limit must be a positive"),
+    (["--format", "llava", "--limit", "0"], "argument --limit: must be at least 1, got 0"),
 ])
 def test_bad_arguments_exit_2(build: Path, tmp_path: Path, capsys, argv: list[str], message: str) -> None:
     code = None
@@ -222,6 +222,12 @@ def test_bad_arguments_exit_2(build: Path, tmp_path: Path, capsys, argv: list[st
         code = exc.code
     assert code == 2
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_library_caller_gets_the_limit_checked_too(build: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="--limit must be a positive number of rows, got 0"):
+        export(build, "llava", tmp_path / "o", limit=0)
     assert not (tmp_path / "o").exists()
 
 

@@ -66,7 +66,7 @@ def test_mapping_covers_the_vocabulary_and_scales_probabilities() -> None:
     out = m.intensities(probs, keys)[0]
     assert out.shape == (len(m.codes),)
     assert out[m.codes.index("AU12")] == pytest.approx(4.0) and out[m.codes.index("AU6")] == pytest.approx(2.0)
-    assert set(m.not_measured) == {"AU16", "AU18", "AU22", "AU34"}
+    assert set(m.not_measured) == {"AU16", "AU18", "AU22", "AU27", "AU34"}
     assert all(out[m.codes.index(c)] == 0 for c in m.not_measured)
     assert m.present(out) == ["AU12"]  # threshold 2.5 = probability 0.5
     with pytest.raises(ValueError, match="AU12"):
@@ -178,7 +178,7 @@ def test_build_with_pyfeat_backend(pyfeat_dir: Path, tmp_path: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["versions"]["au_model"].startswith("pyfeat-xgb@2.1.5+")
     assert manifest["models"]["pyfeat_xgb_au"]["path"] == "xgb_au_classifier_v2.skops"
-    assert manifest["au_not_measured"] == ["AU16", "AU18", "AU22", "AU34"]
+    assert manifest["au_not_measured"] == ["AU16", "AU18", "AU22", "AU27", "AU34"]
     table = rows(out, ["au_intensity", "au_source", "au_model"])
     assert table and all(len(r["au_intensity"]) == len(manifest["au_vocabulary"]) for r in table)
     assert all(r["au_source"].startswith("model:pyfeat-xgb@") and r["au_model"].startswith("pyfeat-xgb@")

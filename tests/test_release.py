@@ -101,7 +101,7 @@ def test_card_front_matter_and_counts(tmp_path: Path) -> None:
     for value in MANIFEST["versions"].values():
         assert value in body
     assert "py-feat" in body and "https://github.com/cosanlab/py-feat" in body
-    assert "AU6 (cheek raiser) and AU7 (lid tightener) both come from eyeSquint" in body
+    assert "AU values depend on the face alone" in body
     assert "AU9" in body and "crowd-sourced" in body
     assert "No face is labelled anger, contempt, disgust, fear, neutral, sadness" in body
 
@@ -143,3 +143,22 @@ def test_every_build_has_its_card(tmp_path: Path) -> None:
     # folder named "build" from an earlier run would be served stale.
     ds = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf-cache"))
     assert {s: ds[s].num_rows for s in ds} == counts["rows_by_split"]
+
+
+def test_card_states_each_aus_known_accuracy(tmp_path: Path) -> None:
+    head = {"name": "fea-calibrated", "version": "fit-abc", "method": "fitted", "fitted_on": ["ckplus (160 faces)"],
+            "origin": {"AU1": "fitted", "AU2": "recalibrated:d@1", "AU6": "base:d@1", "AU12": "fitted",
+                       "AU26": "base:d@1"},
+            "quality": {"AU1": {"f1": 0.81, "positives": 60, "negatives": 100},
+                        "AU2": {"f1": 0.5, "positives": 5, "negatives": 155},
+                        "AU6": {"positives": 1, "negatives": 159, "kept_base": "1 coded positives (fewer than 3)"},
+                        "AU12": {"f1": 0.93, "positives": 40, "negatives": 120}},
+            "quality_source": "subject-disjoint cross-validation on the calibration builds"}
+    out = write_build(tmp_path / "build", {**MANIFEST, "au_head": head})
+    _, body = parse_card(write_dataset_card(out))
+    assert "AU head `fea-calibrated@fit-abc` (fitted, fitted on ckplus (160 faces))" in body
+    assert "| AU1 | fitted | 0.81 | 60/100 |" in body and "| AU12 | fitted | 0.93 | 40/120 |" in body
+    assert "| AU6 | base:d@1 | not measured | 1/159 | 1 coded positives (fewer than 3) |" in body
+    assert "| AU26 | base:d@1 | not measured |" in body
+    # The build's conflict rate travels with it too.
+    assert "flagged as conflicts" in body

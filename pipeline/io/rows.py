@@ -63,6 +63,7 @@ def face_columns(s: Sample, split: str, versions: dict[str, str]) -> dict[str, A
         "au_label_source": s.au_label_source,
         "au_annotated": s.au_annotated,
         "blendshapes": [round(float(v), 4) for v in s.blendshapes],
+        "face_measures": _vector(s.face_measures, 5),
         "fe_au_consistency": s.fe_au_consistency,
         "evidence_aus": list(s.evidence_aus),
         "fe_au_conflict": s.fe_au_conflict,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.models.files import ModelFile, resolve_model
+from pipeline.quiet import native_output_filtered
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +119,11 @@ class FaceLandmarker:
             output_face_blendshapes=True,
             output_facial_transformation_matrixes=True,
         )
-        self._landmarker = vision.FaceLandmarker.create_from_options(options)
-        self.blendshape_names: list[str] = []
-        self._raw = self._raw_reader() if fast_results else None
+        # MediaPipe's native logging prints ~5 lines to fd 2 while the graph loads and first runs.
+        with native_output_filtered():
+            self._landmarker = vision.FaceLandmarker.create_from_options(options)
+            self.blendshape_names: list[str] = []
+            self._raw = self._raw_reader() if fast_results else None
 
     def _raw_reader(self) -> _RawResults | None:
         """The numpy result reader, if its structs load and it answers a blank image as the public API does."""

@@ -60,6 +60,7 @@ def render_report(stats: BuildStats, samples: int = 12) -> str:
             "emotion by AU heatmap")),
         _section("AU co-occurrence", _cooccurrence(stats)),
         _section("FE-AU consistency", _consistency(stats)),
+        _section("AU head: known accuracy and information kept", _au_head(stats)),
         _section("Per source", _per_source(stats)),
         _section("Task mix", _tasks(stats)),
         _section("Text grounding", _grounding(stats)),
@@ -155,6 +156,38 @@ def _consistency(stats: BuildStats) -> str:
     rows = [[k, len(v), f"{sum(v) / len(v):.3f}", conflicts.get(k, 0)] for k, v in groups.items()]
     table = _table(["emotion", "faces", "mean consistency", "conflicts"], rows) if rows else ""
     return _plot(chart, "FE-AU consistency per emotion") + table
+
+
+def _au_head(stats: BuildStats) -> str:
+    """The head in use, each AU's known accuracy, and the emotion probe: released AUs against raw blendshapes."""
+    from pipeline.au.probe import emotion_probe, read_faces
+
+    head = stats.manifest.get("au_head")
+    parts = []
+    if head:
+        fitted = f"; fitted on {', '.join(head['fitted_on'])}" if head.get("fitted_on") else ""
+        parts.append(f"<p>AU head <code>{escape(head['name'])}@{escape(head['version'])}</code> "
+                     f"({escape(str(head.get('method')))}{escape(fitted)}). Accuracy source: "
+                     f"{escape(head.get('quality_source') or 'not measured against FACS coding')}.</p>")
+        rows = []
+        for au in stats.au_vocabulary:
+            q = head.get("quality", {}).get(au, {})
+            f1 = q.get("f1")
+            rows.append([au, head.get("origin", {}).get(au, "?"),
+                         "not measured" if f1 is None else f"{f1:.2f}",
+                         f"{q['positives']}/{q['negatives']}" if "positives" in q else "",
+                         q.get("kept_base", q.get("note", ""))])
+        parts.append(_table(["AU", "model", "held-out F1", "coded +/-", "note"], rows))
+    probe = emotion_probe(read_faces([stats.out_dir]), repeats=2, max_faces=2000)
+    if probe is None:
+        parts.append('<p class="muted">Too few labelled faces per emotion for the emotion probe.</p>')
+    else:
+        parts.append(f"<p>Emotion probe on {probe['faces']} labelled faces ({probe['emotions']} emotions, "
+                     f"{probe['folds']}-fold cross-validated logistic regression, majority rate "
+                     f"{probe['majority_rate']:.1%}): how much emotion information each input carries. "
+                     "An AU vector below the blendshapes it is computed from loses information.</p>")
+        parts.append(_table(["input", "probe accuracy"], [[k, f"{v:.1%}"] for k, v in probe["accuracy"].items()]))
+    return "\n".join(parts)
 
 
 def _cooccurrence(stats: BuildStats) -> str:

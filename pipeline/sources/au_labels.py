@@ -80,3 +80,49 @@ def read_frame_file(path: Path, unknown: frozenset[float] = frozenset()) -> tupl
         except ValueError as exc:
             problems.append(f"{path.name}:{number}: {line.strip()[:80]!r}: {exc}")
     return values, problems
+
+
+_LIST_SEPARATORS = re.compile(r"[+,;\s]+")
+_LEVELS = {"A": 1.0, "B": 2.0, "C": 3.0, "D": 4.0, "E": 5.0}
+_CODED_NONE = {"0", "none", "-"}
+
+
+def parse_au_list(text: str) -> dict[str, float] | None:
+    """A cell listing the AUs a face shows, FACS-style -> {code: 0-5 intensity}; None for an empty cell.
+
+    '1+2+12', 'AU1,AU2', '1B+2C+12D' (FACS intensity letters A-E = 1-5), '12:4' (a 0-5 value) and
+    laterality prefixes ('L12') are understood; an AU without intensity gets the occurrence value of
+    schemas/corpus_au.json. '0', 'none' or '-' mean coded with no AU present; an empty cell means not
+    coded. ValueError (with the token) for anything else.
+    """
+    cell = (text or "").strip()
+    if not cell:
+        return None
+    if cell.lower() in _CODED_NONE:
+        return {}
+    labels: dict[str, float] = {}
+    for token in filter(None, _LIST_SEPARATORS.split(cell)):
+        code, _, value = token.partition(":")
+        level = None
+        if not value and len(code) > 1 and code[-1].upper() in _LEVELS and code[-2].isdigit():
+            code, level = code[:-1], _LEVELS[code[-1].upper()]
+        try:
+            name = au_code(code)
+            if value:
+                level = intensity(value)
+        except ValueError as exc:
+            raise ValueError(f"{token!r}: {exc}") from None
+        labels[name] = occurrence_intensity() if level is None else level
+    return labels
+
+
+def annotated_option(options: dict) -> list[str] | None:
+    """The `au_annotated` adapter option ('1,2,4' or a list): the AUs a corpus codes; None = every AU (full FACS)."""
+    raw = options.get("au_annotated")
+    if raw in (None, ""):
+        return None
+    tokens = raw if isinstance(raw, list) else _LIST_SEPARATORS.split(str(raw))
+    try:
+        return sorted({au_code(str(t)) for t in tokens if str(t).strip()}, key=lambda c: int(c[2:]))
+    except ValueError as exc:
+        raise SourceError(f"option au_annotated: {exc}") from None

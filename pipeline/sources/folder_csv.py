@@ -7,10 +7,14 @@ Options (params.yaml `sources[].options`, or `--source csv:PATH,key=value`):
   subject_column   optional;  subject_pattern  optional regex on the file stem whose first group is
                    the subject (e.g. "^(.+)_\\d+$" for LFW-style names)
   split_column     optional official split;  label_map  optional {corpus label: canonical emotion}
+  au_column        optional FACS coding of the face: '1+2+12', 'AU1,AU2', '1B+2C+12D' (intensity letters),
+                   '0'/'none' = coded, no AU; empty = not coded (pipeline.sources.au_labels.parse_au_list)
+  au_annotated     with au_column: the AUs the corpus codes ('1,2,4,6,12'); default every AU (full FACS)
 
 Rows it cannot use are rejects (stage "read"): missing_path, path_outside_root, file_not_found,
 unknown_label, invalid_split (a split that is not a `datasets` split name), duplicate_row (an image
-listed again; keyed by its manifest line), unreadable_video. A manifest that is not UTF-8 CSV or lacks
+listed again; keyed by its manifest line), unreadable_video, malformed_aus (an au_column cell that is
+not an AU list). A manifest that is not UTF-8 CSV or lacks
 a column is a SourceError.
 """
 
@@ -21,6 +25,7 @@ import re
 from collections.abc import Iterator
 
 from pipeline.record import Reject, SourceItem
+from pipeline.sources.au_labels import annotated_option, parse_au_list
 from pipeline.sources.base import VIDEO_SUFFIXES, Source, SourceError, valid_split_name, video_frame_items
 from pipeline.sources.labels import canonical_emotion
 
@@ -43,6 +48,8 @@ class CsvSource(Source):
         self._emotion_col = self.options.get("emotion_column", "emotion")
         self._subject_col = self.options.get("subject_column")
         self._split_col = self.options.get("split_column")
+        self._au_col = self.options.get("au_column")
+        self._au_annotated = annotated_option(self.options)
         self._pattern = re.compile(self.options["subject_pattern"]) if self.options.get("subject_pattern") else None
         self._label_map = self.options.get("label_map")
         self._fps = float(self.options.get("video_fps", 1.0))
@@ -53,7 +60,7 @@ class CsvSource(Source):
             reader = csv.DictReader(fh)
             try:
                 columns = set(reader.fieldnames or [])
-                wanted = (self._image_col, self._emotion_col, self._subject_col, self._split_col)
+                wanted = (self._image_col, self._emotion_col, self._subject_col, self._split_col, self._au_col)
                 missing = [c for c in wanted if c and c not in columns]
                 if missing:
                     raise SourceError(
@@ -111,7 +118,13 @@ class CsvSource(Source):
             # Checked before a video is opened (checked_items would otherwise reject each of its frames).
             yield self.reject(item_name, "invalid_split", f"split {split!r} is not a valid split name")
             return
-        labels = dict(emotion=emotion, emotion_raw=raw or None, subject_id=subject or None, split=split)
+        try:
+            au_labels = parse_au_list(row.get(self._au_col) or "") if self._au_col else None
+        except ValueError as exc:
+            yield self.reject(item_name, "malformed_aus", f"{self._au_col}: {exc}")
+            return
+        labels = dict(emotion=emotion, emotion_raw=raw or None, subject_id=subject or None, split=split,
+                      au_labels=au_labels, au_annotated=self._au_annotated if au_labels is not None else None)
         if path.suffix.lower() in VIDEO_SUFFIXES:
             yield from video_frame_items(self, root, path, self._fps, self._max_frames, **labels)
         else:

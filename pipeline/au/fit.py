@@ -1,0 +1,244 @@
+"""Learn an AU head from FACS-coded faces: one logistic model per AU, judged across subjects.
+
+For every AU the corpus codes often enough, a standardised, L2-regularised logistic regression over
+the face features (blendshapes + mesh measures) is fitted to the corpus occurrence codes. Its
+regularisation strength and its decision threshold (the one that maximises F1) are chosen by
+subject-disjoint cross-validation (GroupKFold: no subject in two folds), nested inside an outer
+subject-disjoint cross-validation whose held-out predictions give the AU's reported F1, precision,
+recall and correlation: figures for faces of people the head has never seen. The final model is
+refitted on all faces with the settings chosen on all of them.
+
+An AU with fewer than `min_positives` coded positives (or negatives) keeps the base head's model
+(the default head) and is listed as such. Faces whose corpus does not code an AU are left out of
+that AU's model, never counted as negatives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupKFold
+
+from pipeline.au.head import AUHead
+from pipeline.au.training_data import FaceTable
+
+C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+@dataclass
+class AUFit:
+    code: str
+    positives: int
+    negatives: int
+    fitted: bool
+    reason: str = ""  # why not fitted
+    cv: dict[str, float] = field(default_factory=dict)  # f1, precision, recall, correlation, C, threshold
+    weights: np.ndarray | None = None  # logistic: raw feature units, then one weight per base-head score
+    bias: float = 0.0  # logistic: intercept; base-threshold: minus the re-chosen threshold
+    kind: str = "base"  # base | base-threshold | logistic
+
+
+def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    center = x.mean(axis=0)
+    scale = x.std(axis=0)
+    return center, np.where(scale > 1e-9, scale, 1.0)
+
+
+def _decision(x_train, y_train, x_test, c: float) -> np.ndarray:
+    center, scale = _standardise(x_train)
+    model = LogisticRegression(C=c, solver="newton-cholesky", max_iter=200, class_weight="balanced")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit((x_train - center) / scale, y_train)
+    return model.decision_function((x_test - center) / scale)
+
+
+def _best_threshold(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """The score threshold maximising F1 on these (held-out) scores, and that F1. Ties go to the midpoint."""
+    order = np.argsort(-scores)
+    s, t = scores[order], y[order].astype(bool)
+    tp = np.cumsum(t)
+    fp = np.cumsum(~t)
+    f1 = 2 * tp / (tp + fp + t.sum())
+    # only cut between distinct scores
+    valid = np.r_[s[1:] < s[:-1], True]
+    f1 = np.where(valid, f1, -1)
+    best = int(np.argmax(f1))
+    threshold = (s[best] + s[best + 1]) / 2 if best + 1 < len(s) else s[best] - 1e-6
+    return float(threshold), float(f1[best])
+
+
+def _oof_scores(x, y, groups, c: float, folds: int) -> np.ndarray:
+    scores = np.zeros(len(y))
+    for train, test in GroupKFold(n_splits=folds).split(x, y, groups):
+        if y[train].min() == y[train].max():  # a fold without both classes: no model, neutral scores
+            scores[test] = 0.0
+            continue
+        scores[test] = _decision(x[train], y[train], x[test], c)
+    return scores
+
+
+def _choose(x, y, groups, folds: int) -> tuple[float, float, float]:
+    """(C, threshold, F1) chosen by subject-disjoint cross-validation on these faces."""
+    best = (C_GRID[0], 0.0, -1.0)
+    for c in C_GRID:
+        threshold, f1 = _best_threshold(_oof_scores(x, y, groups, c, folds), y)
+        if f1 > best[2]:
+            best = (c, threshold, f1)
+    return best
+
+
+def _scores(pred: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    tp = float((pred & y).sum())
+    precision = tp / pred.sum() if pred.sum() else 0.0
+    recall = tp / y.sum() if y.sum() else 0.0
+    f1 = 2 * tp / (pred.sum() + y.sum()) if (pred.sum() + y.sum()) else 0.0
+    return f1, precision, recall
+
+
+def _threshold_fit(score: np.ndarray, y: np.ndarray) -> float:
+    return _best_threshold(score, y)[0] if y.any() and (~y).any() else 0.0
+
+
+def _base_threshold_cv(score: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int) -> float:
+    """Held-out F1 of the base head's score with its threshold re-chosen on the training subjects."""
+    pred = np.zeros(len(y), dtype=bool)
+    for train, test in GroupKFold(n_splits=folds).split(score, y, groups):
+        pred[test] = score[test] > _threshold_fit(score[train], y[train])
+    return _scores(pred, y)[0]
+
+
+def _select(x, base_score, y, groups, folds: int, allow_logistic: bool) -> tuple[str, float, float]:
+    """Which model to use for this AU on these faces, by subject-disjoint cross-validated F1:
+    the base head as it is, the base head with a re-chosen threshold (one parameter: enough for rare AUs),
+    or a logistic regression (when the AU is coded often enough). Returns (kind, C, threshold)."""
+    options = [("base", _scores(base_score > 0, y)[0], 0.0, 0.0),
+               ("base-threshold", _base_threshold_cv(base_score, y, groups, folds), 0.0,
+                _threshold_fit(base_score, y))]
+    if allow_logistic:
+        c, threshold, f1 = _choose(x, y, groups, folds)
+        options.append(("logistic", f1, c, threshold))
+    kind, _, c, threshold = max(options, key=lambda o: o[1])  # first of equals: the simplest model
+    return kind, c, threshold
+
+
+def _fitted_score(kind: str, c: float, threshold: float, x_train, y_train, x_test, base_test) -> np.ndarray:
+    if kind == "logistic":
+        return _decision(x_train, y_train, x_test, c) - threshold
+    return base_test - threshold
+
+
+def fit_au(code: str, x: np.ndarray, base_score: np.ndarray, intensity: np.ndarray, groups: np.ndarray,
+           min_positives: int, folds: int, min_recalibrate: int = 3) -> AUFit:
+    """Choose, score and fit the model of one AU. `x` holds the face features followed by the base head's
+    scores (a prior: the base head's FACS knowledge costs the logistic model nothing to use)."""
+    coded = ~np.isnan(intensity)
+    x, base_score, intensity, groups = x[coded], base_score[coded], intensity[coded], groups[coded]
+    y = intensity > 0
+    positives, negatives = int(y.sum()), int((~y).sum())
+    n_groups = len(set(groups.tolist()))
+    folds = min(folds, n_groups)
+    if min(positives, negatives) < min_recalibrate or folds < 3:
+        why = (f"only {n_groups} subjects: cannot cross-validate" if folds < 3 else
+               f"{positives} coded positives, {negatives} negatives (fewer than {min_recalibrate})")
+        return AUFit(code, positives, negatives, False, why)
+    allow_logistic = min(positives, negatives) >= min_positives
+    # Outer subject-disjoint folds: the model chosen and fitted on the training subjects, scored on the others.
+    held_out = np.zeros(len(y), dtype=bool)
+    held_scores = np.zeros(len(y))
+    for train, test in GroupKFold(n_splits=folds).split(x, y, groups):
+        if y[train].sum() < 2 or (~y[train]).sum() < 2:
+            continue
+        inner = min(folds, len(set(groups[train].tolist())))
+        kind, c, threshold = _select(x[train], base_score[train], y[train], groups[train], inner, allow_logistic)
+        held_scores[test] = _fitted_score(kind, c, threshold, x[train], y[train], x[test], base_score[test])
+        held_out[test] = True
+    f1, precision, recall = _scores(held_scores[held_out] > 0, y[held_out])
+    correlation = float(np.corrcoef(held_scores[held_out], intensity[held_out])[0, 1]) if held_out.sum() > 2 else 0.0
+    # Final model: chosen on all faces, fitted on all faces.
+    kind, c, threshold = _select(x, base_score, y, groups, folds, allow_logistic)
+    cv = {"f1": round(f1, 4), "precision": round(precision, 4), "recall": round(recall, 4),
+          "correlation": round(0.0 if np.isnan(correlation) else correlation, 4), "model": kind,
+          "faces": int(held_out.sum())}
+    if kind != "logistic":
+        return AUFit(code, positives, negatives, True, cv=cv, weights=None, bias=-threshold, kind=kind)
+    center, scale = _standardise(x)
+    model = LogisticRegression(C=c, solver="newton-cholesky", max_iter=200, class_weight="balanced")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit((x - center) / scale, y)
+    weights = model.coef_[0] / scale
+    bias = float(model.intercept_[0] - (model.coef_[0] * center / scale).sum() - threshold)
+    return AUFit(code, positives, negatives, True, cv={**cv, "C": c}, weights=weights, bias=bias, kind=kind)
+
+
+def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_positives: int = 10,
+             folds: int = 5) -> tuple[AUHead, list[AUFit]]:
+    """A head learned from `faces`: per AU, the model that cross-validates best among a logistic regression
+    (AUs coded at least `min_positives` times), the base head with a re-chosen threshold, and the base head."""
+    if not np.isfinite(faces.labels).any():
+        raise ValueError("the builds carry no corpus AU codes (au_label_intensity): calibration needs a FACS-coded "
+                         "corpus (ckplus, disfa, disfaplus, bp4d, rafau adapters, or csv/jsonl with au_column)")
+    unknown = [f for f in base.features if f not in faces.feature_names]
+    if unknown:
+        raise ValueError(f"the base head reads features the builds do not record: {unknown[:5]}")
+    groups = np.array(faces.groups)
+    features = list(faces.feature_names)
+    # The base head in the builds' feature space; its scores join the features as a prior for the logistic models.
+    base_weights = np.zeros((len(base.codes), len(features)))
+    base_weights[:, [features.index(f) for f in base.features]] = base.weights
+    base_rows = [base.codes.index(c) for c in faces.codes]
+    base_scores = faces.features @ base_weights[base_rows].T + base.bias[base_rows]
+    augmented = np.concatenate([faces.features, base_scores], axis=1)
+    weights = np.zeros((len(faces.codes), len(features)))
+    bias = np.zeros(len(faces.codes))
+    slope = np.ones(len(faces.codes))
+    origin: dict[str, str] = {}
+    quality: dict[str, dict[str, Any]] = {}
+    fits = []
+    for row, code in enumerate(faces.codes):
+        b = base_rows[row]
+        result = fit_au(code, augmented, base_scores[:, row], faces.labels[:, row], groups, min_positives, folds)
+        fits.append(result)
+        support = {"positives": result.positives, "negatives": result.negatives}
+        if result.kind == "logistic":
+            direct, prior = result.weights[: len(features)], result.weights[len(features):]
+            weights[row] = direct + prior @ base_weights[base_rows]
+            bias[row] = result.bias + prior @ base.bias[base_rows]
+            origin[code] = "fitted"
+        else:  # the base head's model, its threshold re-chosen when that scored better
+            weights[row], bias[row], slope[row] = base_weights[b], base.bias[b] + result.bias, base.slope[b]
+            origin[code] = {"base-threshold": f"recalibrated:{base.tag}"}.get(result.kind, f"base:{base.tag}")
+        if result.fitted:
+            quality[code] = {**result.cv, **support, "source": "subject-disjoint cross-validation"}
+        else:
+            quality[code] = {**base.quality.get(code, {}), **support, "kept_base": result.reason}
+    used = np.flatnonzero(np.abs(weights).sum(axis=0) > 0)
+    head = AUHead(
+        name=name, version="", codes=list(faces.codes), features=[features[i] for i in used],
+        weights=weights[:, used], bias=bias, slope=slope, supersedes=dict(base.supersedes), origin=origin,
+        quality=quality,
+        meta={"description": __doc__.split("\n\n")[0].replace("\n", " "), "method": "fitted",
+              "fitted_on": [f"{source} ({count} faces)" for source, count in _sources(faces)],
+              "base": base.tag, "min_positives": min_positives, "folds": folds,
+              "faces": len(faces.features), "subjects": len(set(faces.groups)),
+              "quality_source": "subject-disjoint cross-validation on the calibration builds"},
+    )
+    digest = hashlib.sha256(json.dumps([head.content_version(), head.meta["fitted_on"]]).encode()).hexdigest()
+    head.version = f"fit-{digest[:12]}"
+    return head, fits
+
+
+def _sources(faces: FaceTable) -> list[tuple[str, int]]:
+    counts: dict[str, int] = {}
+    for source, coded in zip(faces.sources, np.isfinite(faces.labels).any(axis=1), strict=True):
+        if coded:
+            counts[source] = counts.get(source, 0) + 1
+    return sorted(counts.items())

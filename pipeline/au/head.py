@@ -1,0 +1,174 @@
+"""An AU head: per-AU linear scores over the face features, read from a versioned JSON file.
+
+Features are what the face stage measures: the 52 MediaPipe blendshapes (`bs:<name>`) and the mesh
+measures (`mesh:<name>`, pipeline/au/measures.py). For each AU the head holds a weight per feature
+and a bias, in the features' own units:
+
+    score     = bias + sum(weight * feature)            > 0  <=>  the AU is present
+    intensity = 5 * sigmoid(slope * score - ln 4)        0-5; exactly 1.0 (FACS level A) at score 0
+
+so `intensity >= 1` is the occurrence rule, intensity grows smoothly with the evidence towards 5
+(level E), and below the threshold it keeps the evidence's order instead of clipping it to 0.
+An AU may supersede others (FACS: a stretched mouth, AU27, is scored instead of a jaw drop, AU26):
+where it is present, they are held just below the occurrence threshold.
+A head is a function of the face alone: nothing about labels, corpus or file name reaches it.
+
+Two kinds of head share the format: the default (schemas/au_head.json, derived from FACS knowledge by
+pipeline/au/default_head.py) and heads learned from FACS-coded builds by `fea calibrate`
+(pipeline/au/fit.py). The file also says where each AU's model came from and how well it is known
+to work (`quality`), which the dataset card and report repeat.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "fea-au-head/1"
+INTENSITY_MAX = 5.0
+PRESENT_AT = 1.0  # intensity at score 0: FACS level A
+SUPERSEDED = 0.99  # where an AU is superseded by another, its intensity is held just below PRESENT_AT
+_OFFSET = float(np.log(INTENSITY_MAX / PRESENT_AT - 1.0))  # 5 * sigmoid(-ln 4) = 1
+INTENSITY_SCALE = ("0-5 continuous = 5 x sigmoid(slope x score - ln 4) of the AU head's score: 1.0 (FACS level A) "
+                   "at the occurrence threshold, towards 5 (level E) with stronger evidence; below 1 = not present")
+
+
+class HeadError(ValueError):
+    """The head file is unusable with this vocabulary or these features; the message says why."""
+
+
+def blendshape_feature(name: str) -> str:
+    return f"bs:{name}"
+
+
+def measure_feature(name: str) -> str:
+    return f"mesh:{name}"
+
+
+def feature_names(blendshape_names: list[str] | tuple[str, ...], measure_names: list[str]) -> list[str]:
+    """The order of the face feature vector: blendshapes, then mesh measures."""
+    return [blendshape_feature(n) for n in blendshape_names] + [measure_feature(n) for n in measure_names]
+
+
+@dataclass
+class AUHead:
+    name: str
+    version: str
+    codes: list[str]  # AU vocabulary order
+    features: list[str]  # the head's inputs, by name
+    weights: np.ndarray  # (n_aus, n_features), in the features' own units
+    bias: np.ndarray  # (n_aus,)
+    slope: np.ndarray  # (n_aus,)
+    supersedes: dict[str, list[str]] = field(default_factory=dict)  # AU -> AUs it replaces when present
+    origin: dict[str, str] = field(default_factory=dict)  # AU -> how its model was made
+    quality: dict[str, dict[str, Any]] = field(default_factory=dict)  # AU -> known accuracy (f1, support, ...)
+    meta: dict[str, Any] = field(default_factory=dict)  # description, method, fitted_on, ...
+    _columns: np.ndarray | None = None  # positions of `features` in the face feature vector, once bound
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def fitted_on(self) -> list[str]:
+        return list(self.meta.get("fitted_on", []))
+
+    # -- reading and writing ------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | Path, codes: list[str]) -> AUHead:
+        path = Path(path)
+        try:
+            spec = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise HeadError(f"AU head {path}: cannot read it: {exc}") from None
+        if spec.get("format") != FORMAT:
+            raise HeadError(f"AU head {path}: format {spec.get('format')!r}, expected {FORMAT!r}")
+        return cls.from_dict(spec, codes, where=str(path))
+
+    @classmethod
+    def from_dict(cls, spec: dict[str, Any], codes: list[str], where: str = "AU head") -> AUHead:
+        aus = spec.get("aus", {})
+        missing = [c for c in codes if c not in aus]
+        if missing:
+            raise HeadError(f"{where}: no model for vocabulary AU(s) {', '.join(missing)}")
+        features = sorted({f for c in codes for f in aus[c].get("weights", {})})
+        weights = np.zeros((len(codes), len(features)), dtype=np.float64)
+        for row, code in enumerate(codes):
+            for name, value in aus[code].get("weights", {}).items():
+                weights[row, features.index(name)] = float(value)
+        bias = np.array([float(aus[c]["bias"]) for c in codes])
+        slope = np.array([float(aus[c].get("slope", 1.0)) for c in codes])
+        if not np.isfinite(weights).all() or not np.isfinite(bias).all() or not (slope > 0).all():
+            raise HeadError(f"{where}: weights and biases must be finite and slopes positive")
+        meta = {k: v for k, v in spec.items() if k not in ("format", "name", "version", "aus", "quality")}
+        supersedes = {c: list(aus[c]["supersedes"]) for c in codes if aus[c].get("supersedes")}
+        unknown = sorted({s for targets in supersedes.values() for s in targets} - set(codes))
+        if unknown:
+            raise HeadError(f"{where}: supersedes AU(s) outside the vocabulary: {', '.join(unknown)}")
+        return cls(spec["name"], str(spec["version"]), list(codes), features, weights, bias, slope,
+                   supersedes=supersedes, origin={c: aus[c].get("origin", "unknown") for c in codes},
+                   quality={c: dict(q) for c, q in spec.get("quality", {}).items()}, meta=meta)
+
+    def to_dict(self) -> dict[str, Any]:
+        aus = {}
+        for row, code in enumerate(self.codes):
+            nonzero = {f: round(float(w), 8) for f, w in zip(self.features, self.weights[row], strict=True) if w != 0}
+            aus[code] = {"origin": self.origin.get(code, "unknown"), "bias": round(float(self.bias[row]), 8),
+                         "slope": round(float(self.slope[row]), 6), "weights": nonzero,
+                         **({"supersedes": self.supersedes[code]} if code in self.supersedes else {})}
+        return {"format": FORMAT, "name": self.name, "version": self.version, **self.meta, "aus": aus,
+                "quality": self.quality}
+
+    def write(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        return path
+
+    def content_version(self) -> str:
+        """A version derived from what the head computes (weights, biases, slopes, features, AUs)."""
+        blob = json.dumps([self.codes, self.features, np.round(self.weights, 8).tolist(),
+                           np.round(self.bias, 8).tolist(), np.round(self.slope, 6).tolist(),
+                           sorted(self.supersedes.items())])
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    # -- applying -----------------------------------------------------------------------------------------
+
+    def bind(self, available: list[str]) -> AUHead:
+        """Check that the face feature vector (names in order) holds every input; remember where they are."""
+        unknown = [f for f in self.features if f not in available]
+        if unknown:
+            raise HeadError(f"AU head {self.tag} needs feature(s) the face stage does not measure: "
+                            f"{', '.join(unknown[:8])} (check schemas/mesh_measures.json)")
+        self._columns = np.array([available.index(f) for f in self.features], dtype=np.int64)
+        return self
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """(..., n_available) face feature vector(s) -> (..., n_aus) scores (> 0: present)."""
+        if self._columns is None:
+            raise RuntimeError("AUHead.bind() first")
+        x = np.asarray(features, dtype=np.float64)[..., self._columns]
+        return x @ self.weights.T + self.bias
+
+    def intensities(self, features: np.ndarray) -> np.ndarray:
+        intensity = intensity_from_score(self.scores(features), self.slope)
+        for code, replaced in self.supersedes.items():
+            present = intensity[..., self.codes.index(code)] >= PRESENT_AT
+            for other in replaced:
+                column = intensity[..., self.codes.index(other)]
+                intensity[..., self.codes.index(other)] = np.where(present, np.minimum(column, SUPERSEDED), column)
+        return intensity
+
+    def present(self, intensity: np.ndarray) -> list[str]:
+        return [code for code, value in zip(self.codes, intensity, strict=True) if value >= PRESENT_AT]
+
+
+def intensity_from_score(score: np.ndarray, slope: np.ndarray | float = 1.0) -> np.ndarray:
+    z = np.clip(np.asarray(slope) * score - _OFFSET, -50.0, 50.0)
+    return (INTENSITY_MAX / (1.0 + np.exp(-z))).astype(np.float32)

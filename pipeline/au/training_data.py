@@ -1,0 +1,77 @@
+"""The faces of one or more builds as a feature table: what AU heads are derived and learned from.
+
+One row per face (a build has one row per face and task): the face feature vector (blendshapes,
+then mesh measures, named as the head expects them), the corpus AU coding where the corpus has one
+(`au_label_intensity`: 0-5 per vocabulary AU, NaN where the corpus does not code that AU), and the
+subject, used to keep a subject's faces in one cross-validation fold.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.au.head import feature_names
+
+COLUMNS = ["face_id", "source", "source_item", "subject_id", "emotion", "blendshapes", "face_measures",
+           "au_intensity", "au_label_intensity"]
+
+
+@dataclass
+class FaceTable:
+    builds: list[str]
+    codes: list[str]
+    feature_names: list[str]
+    features: np.ndarray  # (n_faces, n_features)
+    labels: np.ndarray  # (n_faces, n_aus): corpus intensity 0-5, NaN = not coded
+    au_intensity: np.ndarray  # (n_faces, n_aus): what the build released
+    groups: list[str]  # subject (or, without one, the item: a face is its own group)
+    emotions: list[str | None]
+    sources: list[str]
+
+
+def read_faces(builds: list[Path]) -> FaceTable:
+    codes: list[str] | None = None
+    names: list[str] | None = None
+    rows: list[dict] = []
+    seen: set[str] = set()
+    for build in builds:
+        build = Path(build)
+        manifest_file = build / "manifest.json"
+        if not manifest_file.is_file():
+            raise ValueError(f"{build}: not a build (no manifest.json)")
+        manifest = json.loads(manifest_file.read_text())
+        build_codes = list(manifest["au_vocabulary"])
+        build_names = feature_names(manifest.get("blendshape_names", []), manifest.get("face_measure_names", []))
+        if not manifest.get("face_measure_names"):
+            raise ValueError(f"{build}: made before face measures were recorded; rebuild it")
+        if codes is None:
+            codes, names = build_codes, build_names
+        elif (codes, names) != (build_codes, build_names):
+            raise ValueError(f"{build}: AU vocabulary or face features differ from those of {builds[0]}")
+        files = sorted((build / "data").glob("*.parquet"))
+        if not files:
+            continue
+        table = pa.concat_tables(pq.read_table(f, columns=COLUMNS) for f in files)
+        for row in table.to_pylist():
+            if row["face_id"] not in seen:  # rows are per (face, task): one per face
+                seen.add(row["face_id"])
+                rows.append(row)
+    if codes is None or names is None:
+        raise ValueError("no builds given")
+    n = len(rows)
+    features = np.array([r["blendshapes"] + r["face_measures"] for r in rows], dtype=np.float64).reshape(
+        n, len(names))
+    labels = np.array([[np.nan if v is None else v for v in (r["au_label_intensity"] or [None] * len(codes))]
+                       for r in rows], dtype=np.float64).reshape(n, len(codes))
+    return FaceTable(
+        builds=[str(b) for b in builds], codes=codes, feature_names=names, features=features, labels=labels,
+        au_intensity=np.array([r["au_intensity"] for r in rows], dtype=np.float64).reshape(n, len(codes)),
+        groups=[r["subject_id"] or f"{r['source']}:{r['source_item']}" for r in rows],
+        emotions=[r["emotion"] for r in rows], sources=[r["source"] for r in rows],
+    )
