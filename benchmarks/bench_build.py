@@ -114,7 +114,8 @@ def parallel_loops(corpus: Path, workers: int) -> dict:
 
 def stage_profile(corpus: Path, limit: int = 200) -> dict:
     """Milliseconds per input image spent in each stage, the rows and the Parquet write, running the
-    stages one after the other in this process (no Beam) on the first `limit` images. The Parquet
+    stages one after the other in this process (no Beam) on the first `limit` images (fingerprint: the work
+    dedup adds per face when enabled; the builds here run without dedup). The Parquet
     write goes through Beam's own row-to-Arrow step and pyarrow's writer, as in a build."""
     import apache_beam as beam
     import pyarrow.parquet as pq
@@ -131,6 +132,7 @@ def stage_profile(corpus: Path, limit: int = 200) -> dict:
     from pipeline.stages.au import AUStage
     from pipeline.stages.decode import DecodeStage
     from pipeline.stages.detect import DetectStage
+    from pipeline.stages.fingerprint import FingerprintStage
     from pipeline.stages.measure import MeasureStage
     from pipeline.stages.render import RenderStage
     from pipeline.stages.synergy import Prototypes, SynergyStage
@@ -147,7 +149,7 @@ def stage_profile(corpus: Path, limit: int = 200) -> dict:
     names = json.loads(read("schemas/blendshapes.json").read_text())["names"]
     head = AUHead.load(read(config.au.head), codes).bind(feature_names(names, measures.names))
     stages = [
-        DecodeStage(config.decode), DetectStage(config.detect, str(model.path)),
+        DecodeStage(config.decode), DetectStage(config.detect, str(model.path)), FingerprintStage(config.dedup),
         AlignStage(config.align, read("schemas/alignment_template.json")),
         MeasureStage(measures),
         AUStage(head, "bench"),

@@ -44,8 +44,9 @@ from pipeline.stages.au_pyfeat import PyFeatAUMapping, PyFeatAUStage
 from pipeline.stages.base import REJECTS, describe
 from pipeline.stages.blendshapes_torch import TorchBlendshapesStage
 from pipeline.stages.decode import DecodeStage
-from pipeline.stages.dedup import DedupStage
+from pipeline.stages.dedup import Deduplicate
 from pipeline.stages.detect import DetectStage
+from pipeline.stages.fingerprint import FingerprintStage
 from pipeline.stages.landmarks_fan import FanLandmarksStage
 from pipeline.stages.measure import MeasureStage
 from pipeline.stages.render import RenderStage
@@ -259,6 +260,8 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmP
         d = config.detect
         samples = _batched(samples, "FanLandmarks", FanLandmarksStage(str(models["fan_2d"].path), d.fan_device),
                            config.au, 1, d.fan_batch_size, stage_rejects)
+    if config.dedup.enabled:  # from the source pixels, which align drops
+        samples = _then(samples, "Fingerprint", FingerprintStage(config.dedup), stage_rejects)
     template = config.resolve_input("schemas/alignment_template.json")
     samples = _then(samples, "Align", AlignStage(config.align, template),
                     stage_rejects)
@@ -274,11 +277,7 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmP
         samples = _then(samples, "AU", AUStage(head, blendshape_model), stage_rejects)
     samples = _then(samples, "Synergy", SynergyStage(config.synergy, prototypes), stage_rejects)
     if config.dedup.enabled:
-        dedup = beam.ParDo(DedupStage([s.name for s in config.sources])).with_outputs(REJECTS, main="ok")
-        deduped = (samples
-                   | "KeyByCropHash" >> beam.Map(lambda s: (s.crop_hash, s))
-                   | "GroupByCropHash" >> beam.GroupByKey()
-                   | "Dedup" >> dedup)
+        deduped = samples | "Dedup" >> Deduplicate(config.dedup, [s.name for s in config.sources])
         stage_rejects.append(deduped[REJECTS])
         samples = deduped.ok
     instructions = _then(

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PARAMS = PROJECT_ROOT / "params.yaml"
@@ -63,8 +63,29 @@ class RunnerConfig(Section):
 
 class DecodeConfig(Section):
     max_pixels: int = Field(default=40_000_000, ge=1, description="larger images are rejected (bomb guard)")
-    min_side: int = Field(default=48, ge=1)
+    min_side: int = Field(default=16, ge=1, description="images with a shorter side are rejected too_small: they "
+                          "cannot hold a face that aligns (docs/detection.md)")
     max_file_bytes: int = Field(default=50_000_000, ge=1)
+
+
+FIRST_ATTEMPT = "original"  # detect_attempt of a face found on the image as given
+
+
+class DetectAttempt(Section):
+    """One retry of face detection on a changed copy of the image, after a miss on the image as given."""
+
+    name: str = Field(pattern=r"^[a-z0-9_]+$", description="recorded in the row's detect_attempt")
+    pad: float = Field(default=0.0, ge=0, le=2, description="black border added on every side, as a fraction of "
+                       "the longer side (finds faces that touch the frame)")
+    upscale_to: int | None = Field(default=None, ge=16, description="first upscale (bicubic) so the shorter side is at "
+                                   "least this many px; an image already that large is not upscaled")
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name == FIRST_ATTEMPT:
+            raise ValueError(f"{FIRST_ATTEMPT!r} names the first try on the image as given")
+        return name
 
 
 class DetectConfig(Section):
@@ -80,12 +101,26 @@ class DetectConfig(Section):
                                     "None = $FEA_FAN_WEIGHTS or torch hub's checkpoints folder")
     fan_device: str | None = Field(default=None, description="cuda | cpu; None = cuda if present")
     fan_batch_size: int = Field(default=16, ge=1, description="faces per FAN forward pass (BatchElements maximum)")
+    retries: list[DetectAttempt] = Field(
+        default_factory=lambda: [DetectAttempt(name="pad25", pad=0.25), DetectAttempt(name="pad50", pad=0.5)],
+        description="tried in order when no face is found on the image as given; the first that finds a face wins")
+
+    @field_validator("retries")
+    @classmethod
+    def _unique_names(cls, retries: list[DetectAttempt]) -> list[DetectAttempt]:
+        names = [r.name for r in retries]
+        if len(set(names)) != len(names):
+            raise ValueError(f"detect.retries names must be unique: {names}")
+        return retries
 
 
 class AlignConfig(Section):
     crop_size: int = Field(default=336, ge=32, le=2048)
     jpeg_quality: int = Field(default=95, ge=50, le=100)
-    min_face_px: float = Field(default=24.0, ge=0, description="minimum inter-ocular distance in source px")
+    min_face_px: float = Field(default=6.0, ge=0, description="minimum inter-ocular distance in source px: below it "
+                               "the five points are too uncertain to align by (docs/detection.md)")
+    low_resolution_px: float = Field(default=24.0, ge=0, description="faces with a smaller inter-ocular distance are "
+                                     "kept and flagged low_resolution (their crop is upsampled)")
     max_abs_yaw: float = Field(default=70.0, gt=0, le=180)
     max_abs_pitch: float = Field(default=60.0, gt=0, le=180)
     min_blur_score: float = Field(default=0.0, ge=0, description="variance of Laplacian of the crop; 0 = off")
@@ -116,8 +151,56 @@ class AUConfig(Section):
     vocabulary: str = "schemas/au_vocabulary.csv"
 
 
+class FaceCheckConfig(Section):
+    """The second check of a candidate pair: are the two faces the same photograph, pixel for pixel?
+
+    Each face's region of its source image (the face box scaled by `face_margin`) is kept as a grey
+    `thumb_size` thumbnail with the region's place in the image. Two regions are compared where they overlap,
+    at the same source-relative coordinates (a resized copy maps exactly; a new photo of a still scene does not),
+    after normalising exposure (zero mean, unit variance); the largest local difference (smoothed over `blur_px`)
+    decides. Pixels near black or white in either thumbnail are left out (brightening clips them)."""
+
+    thumb_size: int = Field(default=48, ge=16, le=128, description="side of the face-region thumbnail, px")
+    face_margin: float = Field(default=1.3, ge=1, le=3, description="the region: the face box scaled by this")
+    max_residual: float = Field(default=0.22, gt=0, description="copies differ by at most this, in standard "
+                                "deviations of the region's grey levels, anywhere in the region (faces of full detail)")
+    max_residual_low_detail: float = Field(
+        default=0.33, gt=0, description="the same for faces of at most 1 source px per thumbnail px (e.g. 48 px "
+        "crops), where re-encoding and resizing change more; between the two, interpolated in log(detail)")
+    full_detail: float = Field(default=3.0, gt=1, description="source px per thumbnail px from which max_residual "
+                               "applies")
+    blur_px: float = Field(default=1.0, ge=0, description="Gaussian sigma (thumbnail px) of the local difference: "
+                           "averages out compression noise, keeps a moved mouth or eyelid")
+    ignore_below: int = Field(default=20, ge=0, le=255, description="grey levels at or under this are left out")
+    ignore_above: int = Field(default=235, ge=0, le=255, description="grey levels at or over this are left out")
+    border_px: int = Field(default=2, ge=0, description="thumbnail border left out (resampling edge effects)")
+    min_compared: float = Field(default=0.3, gt=0, le=1, description="share of the region that must be compared; "
+                                "less (a face mostly black or white) is not a copy")
+    min_box_iou: float = Field(default=0.5, ge=0, le=1, description="the two regions, in source-relative "
+                               "coordinates, overlap at least this much (intersection over union)")
+    max_aspect_change: float = Field(default=0.03, ge=0, description="|log| of the ratio of the two source images' "
+                                     "aspect ratios, at most this (a resized copy keeps its aspect)")
+
+
 class DedupConfig(Section):
-    enabled: bool = Field(default=True, description="keep one copy of faces whose aligned crops hash alike")
+    """One copy of each face across all sources (docs/dedup.md: the method and its measured error rates).
+
+    Exact copies share the source file's SHA-256. Near copies are found by a perceptual hash of the source
+    image within a Hamming radius, then confirmed face by face by `check` before one is rejected."""
+
+    enabled: bool = Field(default=True, description="drop exact and near copies of a face, keeping one")
+    hash_bits: int = Field(default=192, ge=32, le=512, description="bits of the perceptual hash of the source image "
+                           "(signs of its lowest DCT frequencies against their median)")
+    max_hash_distance: int = Field(default=11, ge=0, description="Hamming radius of candidate pairs; the hash is cut "
+                                   "into max_hash_distance + 1 bands, so that any such pair shares a band exactly")
+    check: FaceCheckConfig = Field(default_factory=FaceCheckConfig)
+
+    @model_validator(mode="after")
+    def _bands(self) -> DedupConfig:
+        if self.hash_bits // (self.max_hash_distance + 1) < 8:
+            raise ValueError("dedup: bands of fewer than 8 bits make too many candidates; lower max_hash_distance "
+                             "or raise hash_bits")
+        return self
 
 
 class SynergyConfig(Section):

@@ -61,10 +61,12 @@ class Sample:
     landmarks_5: np.ndarray | None = None
     landmarks_5_aligned: np.ndarray | None = None
     align_matrix: np.ndarray | None = None  # (2, 3) similarity transform source px -> aligned crop px
+    detect_attempt: str = "original"  # which detection attempt found the face (detect.retries names the others)
     face_size_px: float = 0.0
+    low_resolution: bool = False  # face_size_px under align.low_resolution_px: kept, flagged
     blur_score: float = 0.0
     crop_jpeg: bytes = b""
-    crop_hash: int = 0  # difference hash of the aligned crop, for near-duplicate detection
+    fingerprint: Any = None  # pipeline.stages.fingerprint.Fingerprint: what dedup compares; dropped by dedup
     au_intensity: np.ndarray | None = None  # aligned to the AU vocabulary
     au_present: list[str] = field(default_factory=list)
     au_source: str = ""

@@ -47,9 +47,15 @@ LIMITATIONS = [
     "a conflict flag means the AUs weakly support the label, not that the label is wrong.",
     "Answers are rendered from templates: their wording is limited to the phrasings in `templates/`, "
     "so a model trained on them learns that style.",
-    "Frames sampled from one video are near-duplicates; splits are subject-disjoint only when subjects are known.",
-    "Faces that were not detected, too small, too turned or unreadable are rejected (see the accounting); "
-    "the dataset under-represents such faces.",
+    "Frames sampled from one video are near-duplicates (dedup leaves a clip's frames to its sampling rules); splits "
+    "are subject-disjoint only when subjects are known.",
+    "Copies of a photo across or within sources are dropped (one kept, the others in the rejects with "
+    "`duplicate_of`): exact copies by file hash, near copies (re-encoded, resized, re-exposed) by a perceptual hash "
+    "confirmed on the face; a copy that was also cropped, rotated or mirrored is kept, and copies of very small "
+    "images are missed more often (rates in the project's docs/dedup.md).",
+    "Faces that were not detected (after the detection retries), too small to align, too turned or unreadable are "
+    "rejected (see the accounting); the dataset under-represents such faces. Low-resolution faces are kept and "
+    "flagged (`low_resolution`); filter on it, or on `detect_attempt`, for a cleaner subset.",
 ]
 
 
@@ -179,12 +185,29 @@ def _accounting(stats: BuildStats) -> list[str]:
              f"{c.get('accepted_inputs', 0)} accepted + {c.get('rejected_inputs', 0)} rejected**; "
              f"{c.get('rows', 0)} rows (one per face and task) from {c.get('faces', 0)} faces.", ""]
     lines += _table(["split", "rows"], [[k, v] for k, v in (c.get("rows_by_split") or {}).items()])
+    lines += _face_quality(stats)
     if stats.rejects:
         lines += ["Rejects (`rejects/*.parquet` holds each one with its detail):", ""]
         lines += _table(["stage/reason", "inputs rejected", "reject records", "example"],
                         [[f"{r.stage}/{r.reason}", r.inputs, r.records, r.example] for r in stats.rejects])
     else:
         lines += ["No input was rejected.", ""]
+    return lines
+
+
+def _face_quality(stats: BuildStats) -> list[str]:
+    """How the faces were found and how many are low-resolution: columns a trainer can filter on."""
+    c, params = stats.counts, stats.manifest.get("params") or {}
+    faces = c.get("faces", 0)
+    if not faces:
+        return []
+    low = c.get("faces_low_resolution", 0)
+    threshold = (params.get("align") or {}).get("low_resolution_px", "?")
+    lines = [f"**{low} of {faces} faces ({low / faces:.1%}) are low-resolution** (`low_resolution`: eyes under "
+             f"{threshold} px apart in the source, `face_size_px`; their crops are upsampled). "
+             "`detect_attempt` says which detection attempt found each face (`original`: the image as given; "
+             "the others changed the image first, see `detect.retries` in the manifest's params):", ""]
+    lines += _table(["detect_attempt", "faces"], [[k, v] for k, v in (c.get("faces_by_detect_attempt") or {}).items()])
     return lines
 
 

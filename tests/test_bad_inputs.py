@@ -126,7 +126,7 @@ def bad_corpus(tmp_path_factory) -> BadCorpus:
     corpus.add("notes.jpg", ("decode", "not_an_image"))
     (images / "huge.png").write_bytes(png_header(8000, 8000))  # 64 Mpx > decode.max_pixels (40 Mpx)
     corpus.add("huge.png", ("decode", "too_many_pixels"))
-    face.resize((20, 20)).save(images / "tiny.jpg")
+    face.resize((12, 12)).save(images / "tiny.jpg")  # under decode.min_side (16)
     corpus.add("tiny.jpg", ("decode", "too_small"))
 
     # Images without a usable face.
@@ -235,7 +235,7 @@ def test_reject_details_name_the_problem(bad_build: Path) -> None:
     assert "8000x8000" in detail[("images/huge.png", None)]
     assert "JPEG signature" in detail[("images/corrupt.jpg", None)]  # damaged, not some other kind of file
     assert "truncated" in detail[("images/truncated.jpg", None)]
-    assert "20x20" in detail[("images/tiny.jpg", None)]
+    assert "12x12" in detail[("images/tiny.jpg", None)]
     assert "bemused" in detail[("images/label.jpg", None)]
     if ("images/profile.jpg", None) in detail:
         assert "yaw" in detail[("images/profile.jpg", None)]

@@ -79,7 +79,7 @@ def account(
 def summarize(out_dir: Path, input_keys: list[tuple]) -> dict[str, Any]:
     rows = read_columns(out_dir / "data", ["source", "source_item", "frame_index", "split", "emotion",
                                             "task", "au_present", "face_id", "text_source", "grounding_verdict",
-                                            "llm_status"])
+                                            "llm_status", "low_resolution", "detect_attempt"])
     rejects = read_columns(out_dir / "rejects", ["source", "source_item", "frame_index", "stage", "reason"])
     reject_records: list[tuple[tuple, str, str]] = []
     if rejects is not None:
@@ -95,6 +95,12 @@ def summarize(out_dir: Path, input_keys: list[tuple]) -> dict[str, Any]:
         counts["rows_by_emotion"] = dict(sorted(emotions.items()))
         for column in ("text_source", "grounding_verdict", "llm_status"):
             counts[f"rows_by_{column}"] = dict(sorted(Counter(map(str, rows.column(column).to_pylist())).items()))
+        # Per face (a face has one row per task): how it was found and whether its crop is upsampled.
+        faces = dict(zip(rows.column("face_id").to_pylist(), zip(rows.column("detect_attempt").to_pylist(),
+                                                                    rows.column("low_resolution").to_pylist(),
+                                                                    strict=True), strict=True))
+        counts["faces_by_detect_attempt"] = dict(sorted(Counter(a for a, _ in faces.values()).items()))
+        counts["faces_low_resolution"] = sum(bool(low) for _, low in faces.values())
     return counts
 
 

@@ -15,8 +15,9 @@ unknown/NF, and rows FER+ dropped (empty Image name) are rejected as `ambiguous_
 
 Every row becomes an item with inline PNG bytes (`data`); source_item is "fer2013.csv#<row>" (row
 0 = first data row). Options: file (default fer2013.csv), ferplus, upscale (integer factor, default
-1 = the stored 48x48 pixels; at 48 px the eyes are closer than align.min_face_px, so nearly every face
-is rejected `face_too_small` unless upscale is 4 (192 px, bicubic) or min_face_px is lowered).
+1 = the stored 48x48 pixels, which default params accept: the faces are flagged `low_resolution`, eyes
+about 17 px apart; an upscale adds no detail, only pixels, and hides the faces' low resolution from
+that flag).
 """
 
 from __future__ import annotations

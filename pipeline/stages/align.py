@@ -1,6 +1,9 @@
 """Align: similarity transform of five mesh points onto a canonical template; crop, quality, JPEG.
 
-Rejects: face_too_small (inter-ocular distance), extreme_pose (yaw/pitch), too_blurry.
+Faces whose inter-ocular distance is under `align.low_resolution_px` are kept and flagged `low_resolution`
+(their crop is upsampled); only those under `align.min_face_px`, whose five points are too uncertain to
+align by, are rejected.
+Rejects: face_too_small (inter-ocular distance), extreme_pose (yaw/pitch), too_blurry, alignment_failed.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import numpy as np
 from pipeline.config import AlignConfig
 from pipeline.record import Sample
 from pipeline.stages.base import Stage
-from pipeline.stages.dedup import crop_hash
 
 # Face-mesh indices of the five points, in image order for a frontal face:
 # iris centre on the image-left eye, on the image-right eye, nose tip, image-left and image-right mouth corner.
@@ -71,7 +73,8 @@ class AlignStage(Stage):
         inter_ocular = float(np.linalg.norm(points[0] - points[1]))
         yaw, pitch, _ = sample.pose
         if inter_ocular < cfg.min_face_px:
-            yield self.reject(sample, "face_too_small", f"inter-ocular {inter_ocular:.1f}px < {cfg.min_face_px}")
+            yield self.reject(sample, "face_too_small", f"inter-ocular {inter_ocular:.1f}px < {cfg.min_face_px}px: "
+                              "too few pixels to place the eyes, nose and mouth")
             return
         if abs(yaw) > cfg.max_abs_yaw or abs(pitch) > cfg.max_abs_pitch:
             yield self.reject(sample, "extreme_pose", f"yaw {yaw:.0f}, pitch {pitch:.0f}")
@@ -100,8 +103,8 @@ class AlignStage(Stage):
         sample.landmarks_5_aligned = cv2.transform(points[None], matrix)[0]
         sample.align_matrix = matrix.astype(np.float32)
         sample.face_size_px = inter_ocular
+        sample.low_resolution = inter_ocular < cfg.low_resolution_px
         sample.blur_score = blur
         sample.crop_jpeg = jpeg.tobytes()
-        sample.crop_hash = crop_hash(gray)
         sample.pixels = None  # the full image is no longer needed; keep memory flat (the AU stage drops the mesh)
         yield sample

@@ -1,6 +1,6 @@
 """What every stage shares: reject routing, counters, and a guard so one bad element never kills a run.
 
-A stage implements `run(element)`, a generator that yields the next element(s) or a `Reject`.
+A stage implements `run(element, *side_inputs)`, a generator that yields the next element(s) or a `Reject`.
 `process` (Beam's entry point) sends rejects to the REJECTS tagged output, counts everything
 under the stage's name, and turns an unexpected exception into an `internal_error` reject with
 the exception's text, so it is visible in the rejects table rather than lost or fatal. An element
@@ -53,14 +53,15 @@ class Stage(beam.DoFn):
         sha = element.image_sha256 if isinstance(element, Sample) else None
         return Reject.of(item_of(element), self.name, reason, detail, sha)
 
-    def run(self, element: Any) -> Iterator[Any]:
+    def run(self, element: Any, *side_inputs: Any) -> Iterator[Any]:
         raise NotImplementedError
 
-    def process(self, element: Any) -> Iterator[Any]:
+    # *side_inputs stays unannotated: Beam would read `Any` there as the hint of the whole tuple and refuse it.
+    def process(self, element: Any, *side_inputs) -> Iterator[Any]:
         self.count("in")
         try:
             # Collected first: an element that fails half-way must not be both emitted and rejected.
-            outputs = list(self.run(element))
+            outputs = list(self.run(element, *side_inputs))
         except Exception as exc:  # noqa: BLE001 - any failure of one element becomes its reject
             outputs = [self.reject(element, "internal_error", describe(exc))]
         rejects = [out for out in outputs if isinstance(out, Reject)]

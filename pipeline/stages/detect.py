@@ -1,7 +1,11 @@
 """Detect: faces, 478-point mesh, blendshapes and head pose with the MediaPipe Face Landmarker.
 
 One Sample in, one Sample per kept face out (policy `multi_face`: largest | reject | all).
-Rejects: no_face, multiple_faces.
+When the image as given shows no face, the attempts of `detect.retries` are tried in order on changed
+copies of it (a border, for faces that touch the frame; an upscale): the first that finds a face wins, its
+name goes to `sample.detect_attempt` ("original" for the first try), and the mesh is mapped back to the
+pixels of the image as given. A face found on the first try costs nothing extra.
+Rejects: no_face (after every attempt), multiple_faces.
 """
 
 from __future__ import annotations
@@ -10,11 +14,12 @@ import gc
 from collections.abc import Iterator
 from dataclasses import replace
 
+import cv2
 import numpy as np
 
 from pipeline import affinity
-from pipeline.config import DetectConfig
-from pipeline.models.landmarker import FaceLandmarker
+from pipeline.config import FIRST_ATTEMPT, DetectAttempt, DetectConfig
+from pipeline.models.landmarker import DetectedFace, FaceLandmarker
 from pipeline.record import Sample
 from pipeline.stages.base import Stage
 
@@ -23,6 +28,30 @@ def face_area(mesh: np.ndarray) -> float:
     x0, y0 = mesh[:, :2].min(axis=0)
     x1, y1 = mesh[:, :2].max(axis=0)
     return float((x1 - x0) * (y1 - y0))
+
+
+def retry_image(rgb: np.ndarray, attempt: DetectAttempt) -> tuple[np.ndarray, float, float] | None:
+    """The changed copy of `rgb` that `attempt` looks at, with the pixel offset and scale that map it back
+    (original = (changed - offset) / scale); None when the attempt would not change this image."""
+    image, scale = rgb, 1.0
+    height, width = rgb.shape[:2]
+    if attempt.upscale_to and min(height, width) < attempt.upscale_to:
+        scale = attempt.upscale_to / min(height, width)
+        image = cv2.resize(rgb, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_CUBIC)
+    offset = round(max(image.shape[:2]) * attempt.pad)
+    if offset:
+        # Black: on the shared sample's tight crops and small images it finds as many faces as the image's mean
+        # colour or more, and more than mirrored or repeated edges, which can look like more face (docs/detection.md).
+        image = cv2.copyMakeBorder(image, offset, offset, offset, offset, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    if image is rgb:
+        return None
+    return image, float(offset), scale
+
+
+def to_original(face: DetectedFace, offset: float, scale: float) -> DetectedFace:
+    """A face found on a changed copy, in the pixels of the image as given (z is scaled like x)."""
+    mesh = (face.mesh - np.array([offset, offset, 0.0], np.float32)) / np.float32(scale)
+    return replace(face, mesh=mesh.astype(np.float32))
 
 
 class DetectStage(Stage):
@@ -64,13 +93,32 @@ class DetectStage(Stage):
             affinity.unpin(self.pinned)
             self.pinned = None
 
-    def run(self, sample: Sample) -> Iterator:
+    def find_faces(self, rgb: np.ndarray) -> tuple[list[DetectedFace], list[str]]:
+        """The faces of the first attempt that finds any (in `rgb`'s pixels) and the names of the attempts
+        made, that one last."""
         assert self.landmarker is not None, "setup() not called"
-        faces = self.landmarker.detect(sample.pixels)
+        faces = self.landmarker.detect(rgb)
+        tried = [FIRST_ATTEMPT]
+        for attempt in self.cfg.retries:
+            if faces:
+                break
+            changed = retry_image(rgb, attempt)
+            if changed is None:  # the attempt would look at the same image again
+                continue
+            image, offset, scale = changed
+            tried.append(attempt.name)
+            faces = [to_original(face, offset, scale) for face in self.landmarker.detect(image)]
+        return faces, tried
+
+    def run(self, sample: Sample) -> Iterator:
+        faces, tried = self.find_faces(sample.pixels)
         if not faces:
-            detail = f"no face at detection confidence >= {self.cfg.min_detection_confidence}"
+            detail = (f"no face at detection confidence >= {self.cfg.min_detection_confidence} "
+                      f"(tried: {', '.join(tried)})")
             yield self.reject(sample, "no_face", detail)
             return
+        attempt = tried[-1]
+        self.count(f"found_by.{attempt}")
         if len(faces) > 1 and self.cfg.multi_face == "reject":
             yield self.reject(sample, "multiple_faces", f"{len(faces)} faces")
             return
@@ -85,4 +133,5 @@ class DetectStage(Stage):
                 mesh=face.mesh,
                 blendshapes=face.blendshapes,
                 pose=face.pose,
+                detect_attempt=attempt,
             )
