@@ -96,7 +96,8 @@ def _parse_alternation(p: str, i: int) -> tuple[tuple[Node, ...], int]:
 
 
 def _alternation(options: list[tuple[Node, ...]]) -> tuple[Node, ...]:
-    """One option as it is; several: the start they share (as re's own parser does), then the choice."""
+    """One option as it is; several: the start they share, then the choice (as re's own parser does;
+    the strings matched are the same, and the shared start joins the literal run before it)."""
     if len(options) == 1:
         return options[0]
     shared: list[Node] = []
@@ -204,7 +205,7 @@ def _parse_quantifier(p: str, i: int) -> tuple[tuple[int, int | None] | None, in
     else:
         return None, i
     if i < len(p) and p[i] in "?+":
-        i += 1  # lazy or possessive: the same characters can match, in another order of trying
+        i += 1  # lazy or possessive, read as greedy: they match the same strings or fewer
     return bounds, i
 
 
