@@ -4,6 +4,7 @@ one MediaPipe Face Landmarker per session, and a factory for small synthetic ima
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,24 @@ def require_shared(path: Path = WILD_SAMPLE) -> Path:
     if not shared_available(path):
         pytest.skip(f"shared test data not found at {path}")
     return path
+
+
+# Real face photos of the demo corpus that the adapter tests build miniature corpora from.
+DEMO_FACES = ["single_face.jpg", "0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg"]
+
+
+def demo_face(demo_dir: Path, dst: Path, index: int = 0, small_grey: bool = False) -> Path:
+    """DEMO_FACES[index] (cycling) written to `dst`: copied for a .jpg/.jpeg, otherwise re-encoded in the
+    format of the suffix, in colour, or with `small_grey` as a 256x256 greyscale image (as JAFFE's are)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    src = demo_dir / DEMO_FACES[index % len(DEMO_FACES)]
+    if dst.suffix.lower() in (".jpg", ".jpeg"):
+        shutil.copy(src, dst)
+    elif small_grey:
+        Image.open(src).convert("L").resize((256, 256)).save(dst)
+    else:
+        Image.open(src).convert("RGB").save(dst)
+    return dst
 
 
 # Folders of the checkout that tools write to while tests run: not build outputs.

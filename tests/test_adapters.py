@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from conftest import assert_reject, run_stage
+from conftest import DEMO_FACES, assert_reject, demo_face, run_stage
 from PIL import Image
 
 from pipeline.config import DecodeConfig
@@ -31,18 +31,9 @@ from pipeline.sources.labels import CORPUS_LABELS_FILE, canonical_emotions, corp
 from pipeline.sources.rafdb import RafDbSource
 from pipeline.stages.decode import DecodeStage
 
-FACES = ["single_face.jpg", "0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg"]
-
 
 def face(demo_dir: Path, dst: Path, index: int = 0) -> Path:
-    """A real face photo from the demo corpus at `dst` (re-encoded when the suffix asks for another format)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    src = demo_dir / FACES[index % len(FACES)]
-    if dst.suffix.lower() in (".jpg", ".jpeg"):
-        shutil.copy(src, dst)
-    else:
-        Image.open(src).convert("L").resize((256, 256)).save(dst)
-    return dst
+    return demo_face(demo_dir, dst, index, small_grey=True)  # the FER and JAFFE layouts: small greyscale
 
 
 def listing(cls: type[Source], root: Path | None, **options: Any) -> list[SourceItem | Reject]:
@@ -220,7 +211,7 @@ def test_affectnet_bad_layouts(tmp_path: Path) -> None:
 
 
 def pixels_of(demo_dir: Path, index: int) -> np.ndarray:
-    return np.asarray(Image.open(demo_dir / FACES[index]).convert("L").resize((48, 48)))
+    return np.asarray(Image.open(demo_dir / DEMO_FACES[index]).convert("L").resize((48, 48)))
 
 
 @pytest.fixture
@@ -387,7 +378,7 @@ def hf_dataset(demo_dir: Path, labels: list[Any], label_feature: Any = None) -> 
 
     features = datasets.Features({"image": datasets.Value("string"), "label": label_feature or datasets.Value("string"),
                                   "subject": datasets.Value("string")})
-    data = {"image": [str(demo_dir / FACES[i % len(FACES)]) for i in range(len(labels))], "label": labels,
+    data = {"image": [str(demo_dir / DEMO_FACES[i % len(DEMO_FACES)]) for i in range(len(labels))], "label": labels,
             "subject": [f"p{i % 2}" for i in range(len(labels))]}
     return datasets.Dataset.from_dict(data, features=features).cast_column("image", datasets.Image())
 
@@ -402,7 +393,7 @@ def test_hf_class_labels_from_disk(tmp_path: Path, demo_dir: Path) -> None:
     assert [(o.source_item, o.emotion, o.emotion_raw, o.subject_id, o.split) for o in outputs] == [
         ("train#0", "happiness", "happy", "p0", "train"), ("train#1", "anger", "angry", "p1", "train"),
         ("train#2", None, None, "p0", "train"), ("train#3", "neutral", "neutral", "p1", "train")]
-    assert outputs[0].data == (demo_dir / FACES[0]).read_bytes(), "the image's encoded bytes, untouched"
+    assert outputs[0].data == (demo_dir / DEMO_FACES[0]).read_bytes(), "the image's encoded bytes, untouched"
     assert isinstance(run_stage(DecodeStage(DecodeConfig()), outputs[1])[0], Sample)
 
 

@@ -5,7 +5,6 @@ checks items, labels, subjects, rejects; then how corpus AU labels and model est
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SCHEMAS, WILD_SAMPLE, only, require_shared, run_stage
+from conftest import DEMO_FACES, SCHEMAS, WILD_SAMPLE, demo_face, only, require_shared, run_stage
 
 from pipeline.au.head import AUHead, feature_names
 from pipeline.config import DecodeConfig, SynergyConfig
@@ -32,21 +31,8 @@ from pipeline.stages.synergy import Prototypes, SynergyStage
 from pipeline.validate import _corpus_au_problems
 from pipeline.vocabulary import load_au_vocabulary
 
-FACES = ["single_face.jpg", "0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg"]
 CODES = [row["code"] for row in load_au_vocabulary(SCHEMAS / "au_vocabulary.csv")]
 OCC = occurrence_intensity()
-
-
-def face(demo_dir: Path, dst: Path, index: int = 0) -> Path:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    src = demo_dir / FACES[index % len(FACES)]
-    if dst.suffix.lower() in (".jpg", ".jpeg"):
-        shutil.copy(src, dst)
-    else:
-        from PIL import Image
-
-        Image.open(src).convert("RGB").save(dst)
-    return dst
 
 
 def write(path: Path, text: str) -> Path:
@@ -93,7 +79,7 @@ def ckplus_corpus(root: Path, demo_dir: Path, images: list[Path] | None = None) 
 
                 Image.open(images[(start + k) % len(images)]).convert("RGB").save(dst)
             else:
-                face(demo_dir, dst, start + k)
+                demo_face(demo_dir, dst, start + k)
         return f"{subject}_{take}_{n:08d}"
 
     peak = sequence("S005", "001", 3)
@@ -142,7 +128,7 @@ def write_video(path: Path, demo_dir: Path, frames: int, fps: float = 20.0) -> P
     import cv2
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    image = cv2.resize(cv2.imread(str(demo_dir / FACES[0])), (320, 240))
+    image = cv2.resize(cv2.imread(str(demo_dir / DEMO_FACES[0])), (320, 240))
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (320, 240))
     for k in range(frames):
         writer.write(np.roll(image, k, axis=1))  # frames differ, so their hashes do
@@ -197,7 +183,7 @@ def test_disfaplus_trials(tmp_path: Path, demo_dir: Path) -> None:
     base = tmp_path / "DISFAPlus"
     trial = "A1_AU1_TrailNo_1"
     for k in range(3):
-        face(demo_dir, base / "Images" / "SN001" / trial / f"{k:03d}.jpg", k)
+        demo_face(demo_dir, base / "Images" / "SN001" / trial / f"{k:03d}.jpg", k)
     write(base / "Labels/SN001" / trial / "AU1.txt", "AU1\n3\n000.jpg 0\n001.jpg 4\n002.jpg 1\n")
     write(base / "Labels/SN001" / trial / "AU12.txt", "000.jpg 0\n001.jpg x\n002.jpg 2\n")
     items, rejects = split(listing(DisfaPlusSource, tmp_path, sampling="peaks", top_k=1))
@@ -214,7 +200,7 @@ BP4D_HEADER = "0,1,2,3,4,5,6,7,9,10,11,12,13,14,15,16,17,18,19,20,22,23,24,27,28
 def bp4d_corpus(root: Path, demo_dir: Path) -> Path:
     base = root / "BP4D"
     for k in range(1, 5):
-        face(demo_dir, base / "Sequences" / "F001" / "T1" / f"{k:04d}.jpg", k)
+        demo_face(demo_dir, base / "Sequences" / "F001" / "T1" / f"{k:04d}.jpg", k)
     columns = BP4D_HEADER.split(",")[1:]
     coded = {"1", "2", "4", "6", "7", "10", "12", "14", "15", "17", "23", "24"}
 
@@ -250,7 +236,7 @@ def test_bp4d_occurrence_intensity_and_unknown(tmp_path: Path, demo_dir: Path) -
 
 def test_rafau_labels(tmp_path: Path, demo_dir: Path) -> None:
     for k, name in enumerate(("0001.jpg", "0002.jpg", "0003.jpg", "0004.jpg")):
-        face(demo_dir, tmp_path / "original" / name, k)
+        demo_face(demo_dir, tmp_path / "original" / name, k)
     write(tmp_path / "RAFAU_label.txt",
           "0001.jpg 1+2+L12+R12+25\n0002.jpg null\n0003.jpg 12C+4\n0004.jpg 1+x9\n0005.jpg 1\n0006.jpg 1 2\n")
     items, rejects = split(listing(RafAuSource, tmp_path))

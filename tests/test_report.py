@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from html import unescape
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,6 +23,8 @@ SECTIONS = ["Summary", "Rejects", "Emotion distribution", "AU frequency", "Emoti
             "FE-AU consistency", "Per source", "Task mix", "Text grounding", "Sample faces"]
 CHARTS = 7  # emotions, AU frequency, emotion x AU, co-occurrence, consistency, per-source AU rates, task mix
 EVIL = 'Is this <script>alert("x")</script> a smile?'
+CSP = ("""<meta http-equiv="Content-Security-Policy" """
+       """content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">""")
 
 
 def _jpeg(color: tuple[int, int, int]) -> bytes:
@@ -163,8 +166,9 @@ def test_report(build: Path) -> None:
     assert html.count("data:image/jpeg;base64,") == 3  # the sample faces, decoded and inlined
     assert "http://" not in html and "https://" not in html
     assert re.search(r"\b(src|href)=\"(?!data:)", html) is None
-    assert "<script" not in html
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
+    assert CSP in html  # nothing may be fetched, nothing run
+    assert "<script" not in html and 'alert("x")' not in html  # corpus text escaped (tags and quotes) ...
+    assert EVIL in unescape(html)  # ... and shown as the text it is
     assert "truncated &lt;file&gt;" in html
     assert "inputs 5 = 3 accepted + 2 rejected" in html
 
@@ -186,3 +190,18 @@ def test_empty_build(tmp_path: Path) -> None:
     for title in SECTIONS:
         assert f"<h2>{title}</h2>" in html
     assert "No rows." in html and "<img" not in html
+
+
+def test_report_escapes_manifest_text(build: Path) -> None:
+    manifest = json.loads((build / "manifest.json").read_text())
+    manifest["au_head"] = {"name": "<b>head</b>", "version": "1", "method": "m", "fitted_on": ["<i>x</i>"],
+                           "quality": {"AU6": {"note": "<img src=x>"}}}
+    manifest["llm"] = {"model": "<script>m</script>", "mode": "rewrite", "hallucination_rate": 0.25,
+                       "rows_by_llm_status": {"<u>ok</u>": 4}}
+    (build / "manifest.json").write_text(json.dumps(manifest))
+    html = write_report(build, samples=0).read_text()
+    assert "<b>head" not in html and "<i>x" not in html and "<img src=x" not in html and "<script" not in html
+    assert "<u>" not in html
+    for text in ("<b>head</b>@1", "fitted on <i>x</i>", "<img src=x>", "LLM <script>m</script> (rewrite)"):
+        assert text in unescape(html)
+    assert "hallucination rate <b>25.0%</b>" in html

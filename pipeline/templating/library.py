@@ -1,26 +1,11 @@
-"""Instruction templates: load, check at start-up, render deterministically.
-
-One YAML file per task family under `templates/` gives `task`, `version`, `requires` (a subset of
-{emotion, aus, conflict}), `description`, and either `questions` and `answers` (Jinja strings: one
-user turn, one assistant turn) or `turns`, a list of such {questions, answers} mappings for a
-multi-turn conversation (each turn's phrasing is picked independently). Every string is compiled in
-a sandbox with StrictUndefined and rendered against built-in example contexts when the library loads, so a
-broken template fails at start-up with its file and index, never half-way through a run. The
-environment has no loader (a template cannot include, import or extend a file), and a template that
-names a private attribute (`__class__`, `_x`) is refused at load even in a branch no example reaches.
-
-Templates never contain `<image>`: `render` puts it once, at the start of the first user turn.
-The phrasing (question index, answer index, per turn) is picked from sha256(choice_key): a rebuild
-gives the same text, a new seed (part of the key) gives a new mix.
-"""
+"""The template library: load the task templates, check them at start-up, render deterministically
+(see the package docstring)."""
 
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -29,23 +14,15 @@ import yaml
 from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-from pipeline import probes
-from pipeline.config import PROJECT_ROOT
-from pipeline.record import Sample, SourceItem
-from pipeline.sources.labels import canonical_emotions, emotion_adjectives
-from pipeline.vocabulary import load_au_vocabulary
+from pipeline.templating.context import EXAMPLE_CONTEXTS
 
 IMAGE_TOKEN = "<image>"
 # emotion: the face has a label; aus: AUs were measured; conflict: the label and the AUs disagree.
 REQUIREMENTS = ("emotion", "aus", "conflict")
 MIN_QUESTIONS = 6
 MIN_ANSWERS = 4
-# Level words for intensity bins 1..5 of the 0-5 AU scale (FACS A..E).
-LEVELS = ("trace", "slight", "marked", "severe", "maximum")
-GRADES = ("A", "B", "C", "D", "E")  # the FACS intensity letters of the same bins
 _KEYS = {"task", "version", "requires", "questions", "answers", "turns", "description"}
 _TURN_KEYS = {"questions", "answers"}
-Prototypes = Mapping[str, Mapping[str, Sequence[str]]]  # emotion -> {"core": [...], "supporting": [...]}
 
 
 class TemplateError(Exception):
@@ -54,124 +31,6 @@ class TemplateError(Exception):
 
 class TemplateSecurityError(TemplateError, SecurityError):
     """A template tried something the sandbox forbids (e.g. `''.__class__`)."""
-
-
-# ----------------------------------------------------------------------------- vocabulary & context
-
-
-def _bin(value: float) -> int:
-    return min(5, max(1, int(value + 0.5)))
-
-
-def intensity_level(value: float) -> str:
-    """0-5 intensity -> level word of its bin 1..5 (rounded, clamped: below 1.5 is 'trace')."""
-    return LEVELS[_bin(value) - 1]
-
-
-def intensity_grade(value: float) -> str:
-    """0-5 intensity -> FACS intensity letter A..E of the same bin as `intensity_level`."""
-    return GRADES[_bin(value) - 1]
-
-
-def _au_entry(vocab_row: dict[str, Any], intensity: float) -> dict[str, Any]:
-    return {
-        "code": vocab_row["code"],
-        "number": vocab_row["number"],
-        "name": vocab_row["name"],
-        "region": vocab_row["region"],
-        "muscle": vocab_row["muscle"],
-        "intensity": round(float(intensity), 1),
-        "level": intensity_level(float(intensity)),
-        "grade": intensity_grade(float(intensity)),
-    }
-
-
-def build_context(
-    sample: Sample, vocabulary: Sequence[dict[str, Any]], prototypes: Prototypes, key: str = ""
-) -> dict[str, Any]:
-    """The variables a template sees for one face (`key`, e.g. "seed|face_id|task", seeds the probes).
-
-    emotion, emotion_adj ("angry"); aus: present AUs, strongest first, each {code, number, name,
-    region, muscle, intensity (0-5), level (word), grade (FACS A-E)}; au_codes; evidence_aus: those of
-    `sample.evidence_aus` that are present (an answer never names an AU that was not observed);
-    consistency, conflict (`sample.fe_au_conflict`).
-    Expectation (from `prototypes`, empty for an unlabelled face): expected_aus, the core AUs of the
-    label; expected_present / expected_missing, those observed / not observed; extra_aus, present
-    AUs outside the core, each with `supporting` (a co-occurring AU of the label).
-    Probes (picked by `pipeline.probes` from `key`): mc_options [{letter, emotion}] and mc_answer
-    (the label's letter); probe_au (an AU entry with `present`) and probe_au_present; probe_emotion,
-    probe_emotion_adj and probe_emotion_matches (None for an unlabelled face); focus_au, the present AU
-    an intensity question asks about (None: ask about all of them).
-    """
-    codes = [row["code"] for row in vocabulary]
-    emotions = canonical_emotions()
-    choice = probes.pick(sample.item.emotion, list(dict.fromkeys(sample.au_present)), codes, emotions, key)
-    return _context(sample, vocabulary, prototypes, choice)
-
-
-def _context(
-    sample: Sample, vocabulary: Sequence[dict[str, Any]], prototypes: Prototypes, choice: probes.Probes
-) -> dict[str, Any]:
-    index = {row["code"]: i for i, row in enumerate(vocabulary)}
-    intensity = sample.au_intensity
-    if intensity is not None and len(intensity) != len(vocabulary):
-        raise ValueError(f"au_intensity has {len(intensity)} values, vocabulary has {len(vocabulary)}")
-
-    def entry(code: str) -> dict[str, Any]:
-        if code not in index:
-            raise ValueError(f"AU {code!r} is not in the AU vocabulary")
-        i = index[code]
-        return _au_entry(vocabulary[i], float(intensity[i]) if intensity is not None else 0.0)
-
-    aus = [entry(code) for code in dict.fromkeys(sample.au_present)]
-    aus.sort(key=lambda au: (-au["intensity"], au["number"]))
-    by_code = {au["code"]: au for au in aus}
-    evidence = [by_code[c] for c in dict.fromkeys(sample.evidence_aus) if c in by_code]
-    consistency = sample.fe_au_consistency
-    emotion = sample.item.emotion
-    adjectives = emotion_adjectives()
-
-    if emotion is not None and emotion not in prototypes:
-        raise ValueError(f"emotion {emotion!r} has no prototype AUs")
-    proto = prototypes[emotion] if emotion is not None else {"core": [], "supporting": []}
-    core, supporting = list(proto["core"]), set(proto["supporting"])
-    expected = [by_code.get(code) or entry(code) for code in core]
-    extra = [{**au, "supporting": au["code"] in supporting} for au in aus if au["code"] not in core]
-
-    probe_au = {**(by_code.get(choice.probe_au) or entry(choice.probe_au)), "present": choice.probe_au in by_code}
-    if choice.focus_au is not None and choice.focus_au not in by_code:
-        raise ValueError(f"focus AU {choice.focus_au} is not present")
-    if emotion is not None and emotion not in choice.mc_options:
-        raise ValueError(f"the options {choice.mc_options} do not contain the label {emotion!r}")
-    options = [{"letter": probes.LETTERS[i], "emotion": e} for i, e in enumerate(choice.mc_options)]
-    probe_emotion = choice.probe_emotion
-    return {
-        "emotion": emotion,
-        "emotion_adj": adjectives[emotion] if emotion else None,
-        "aus": aus,
-        "au_codes": [au["code"] for au in aus],
-        "evidence_aus": evidence,
-        "consistency": round(float(consistency), 2) if consistency is not None else None,
-        "conflict": bool(sample.fe_au_conflict),
-        "expected_aus": expected,
-        "expected_present": [au for au in expected if au["code"] in by_code],
-        "expected_missing": [au for au in expected if au["code"] not in by_code],
-        "extra_aus": extra,
-        "mc_options": options,
-        "mc_answer": next((o["letter"] for o in options if o["emotion"] == emotion), None),
-        "probe_au": probe_au,
-        "probe_au_present": probe_au["present"],
-        "probe_emotion": probe_emotion,
-        "probe_emotion_adj": adjectives[probe_emotion] if probe_emotion else None,
-        "probe_emotion_matches": probe_emotion == emotion if probe_emotion else None,
-        "focus_au": by_code[choice.focus_au] if choice.focus_au else None,
-    }
-
-
-@cache
-def packaged_prototypes() -> dict[str, dict[str, list[str]]]:
-    """The emotion -> {core, supporting} table of schemas/emotion_prototypes.json."""
-    return json.loads((PROJECT_ROOT / "schemas" / "emotion_prototypes.json").read_text())["emotions"]
 
 
 # ----------------------------------------------------------------------------- template filters
@@ -193,48 +52,7 @@ def au_text(aus: Iterable[dict[str, Any]], levels: bool = False) -> str:
     )
 
 
-def _example_contexts() -> tuple[dict[str, Any], ...]:
-    """Load-time check contexts: every branch a template can reasonably take.
-
-    Built with the packaged vocabulary and prototypes through the same code as real faces; each face
-    twice, once with "yes" probes (the label is option A, the probed AU is present, an intensity
-    question about one AU) and once with "no" probes (the label is option D, an absent AU, another
-    emotion, all AUs).
-    """
-    vocabulary = load_au_vocabulary(PROJECT_ROOT / "schemas" / "au_vocabulary.csv")
-    codes = [row["code"] for row in vocabulary]
-    prototypes = packaged_prototypes()
-    emotions = canonical_emotions()
-    faces: list[tuple[str | None, dict[str, float], list[str], float | None, bool]] = [
-        ("happiness", {"AU12": 4.1, "AU6": 3.2, "AU25": 1.2}, ["AU12", "AU6"], 1.0, False),
-        ("sadness", {"AU4": 2.4}, ["AU4"], 0.33, True),
-        ("anger", {"AU12": 4.1, "AU25": 1.2}, [], 0.0, True),
-        ("fear", {}, [], 0.0, True),
-        ("neutral", {}, [], 1.0, False),
-        ("neutral", {"AU12": 4.1, "AU6": 3.2, "AU4": 2.4, "AU1": 1.9}, [], 0.0, True),
-        ("surprise", {"AU1": 1.9, "AU2": 2.6, "AU5": 5.0, "AU26": 3.0}, ["AU1", "AU2", "AU5", "AU26"], 1.0, False),
-        (None, {"AU4": 2.4, "AU1": 1.9}, [], None, False),
-        (None, {}, [], None, False),
-    ]
-    contexts = []
-    for n, (emotion, present, evidence, consistency, conflict) in enumerate(faces):
-        vector = [present.get(code, 0.0) for code in codes]
-        item = SourceItem("example", f"example{n}", f"example{n}", emotion=emotion)
-        sample = Sample(item, au_intensity=vector, au_present=list(present), evidence_aus=evidence,
-                        fe_au_consistency=consistency, fe_au_conflict=conflict)
-        others = [e for e in emotions if e != emotion]
-        absent = next(code for code in codes if code not in present)
-        strongest = max(present, key=present.get) if present else None
-        yes = probes.Probes((emotion, *others[:3]) if emotion else (), strongest or absent, emotion, strongest)
-        no = probes.Probes((*others[:3], emotion) if emotion else (), absent, others[0] if emotion else None, None)
-        contexts += [_context(sample, vocabulary, prototypes, yes), _context(sample, vocabulary, prototypes, no)]
-    return tuple(contexts)
-
-
-EXAMPLE_CONTEXTS: tuple[dict[str, Any], ...] = _example_contexts()
-
-
-# ----------------------------------------------------------------------------- library
+# ----------------------------------------------------------------------------- the library
 
 
 @dataclass(frozen=True)
