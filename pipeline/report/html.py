@@ -13,6 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from pipeline.io.storage import make_dirs
 from pipeline.report import plots
 from pipeline.report.stats import BuildStats, SampleRow, load_stats
 
@@ -38,10 +39,11 @@ CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 
 def write_report(out_dir: Path | str, output: Path | str | None = None, samples: int = 12) -> Path:
-    """Write the self-contained HTML report of a build and return its path."""
+    """Write the self-contained HTML report of a build (a folder or URL) and return its path (default: in the
+    build's `report/` folder)."""
     stats = load_stats(out_dir)
     path = Path(output) if output is not None else stats.out_dir / "report" / "report.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     path.write_text(render_report(stats, samples), encoding="utf-8")
     return path
 
@@ -118,10 +120,10 @@ def _summary(stats: BuildStats) -> str:
     counts = [["inputs", c.get("inputs", 0)], ["accepted inputs", c.get("accepted_inputs", 0)],
               ["rejected inputs", c.get("rejected_inputs", 0)], ["rows", stats.rows],
               ["faces", len(stats.faces)], ["FE-AU consistency", synergy]]
-    versions = stats.manifest.get("versions", {}) or {}
-    extra = [["schema_version", stats.manifest.get("schema_version", "")],
-             ["crop_size", stats.manifest.get("crop_size", "")],
-             ["build_seconds", stats.manifest.get("build_seconds", "")]]
+    versions = stats.manifest.versions
+    extra = [["schema_version", stats.manifest.schema_version],
+             ["crop_size", stats.manifest.crop_size or ""],
+             ["build_seconds", stats.manifest.build_seconds]]
     return "\n".join([
         f'<p class="{css}">{escape(stats.accounting_line())}</p>',
         _table(["count", "value"], counts),
@@ -162,7 +164,7 @@ def _au_head(stats: BuildStats) -> str:
     """The head in use, each AU's known accuracy, and the emotion probe: released AUs against raw blendshapes."""
     from pipeline.au.probe import emotion_probe, read_faces
 
-    head = stats.manifest.get("au_head")
+    head = stats.manifest.au_head
     parts = []
     if head:
         fitted = f"; fitted on {', '.join(head['fitted_on'])}" if head.get("fitted_on") else ""
@@ -178,7 +180,7 @@ def _au_head(stats: BuildStats) -> str:
                          f"{q['positives']}/{q['negatives']}" if "positives" in q else "",
                          q.get("kept_base", q.get("note", ""))])
         parts.append(_table(["AU", "model", "held-out F1", "coded +/-", "note"], rows))
-    probe = emotion_probe(read_faces([stats.out_dir]), repeats=2, max_faces=2000)
+    probe = emotion_probe(read_faces([stats.build]), repeats=2, max_faces=2000)
     if probe is None:
         parts.append('<p class="muted">Too few labelled faces per emotion for the emotion probe.</p>')
     else:
@@ -215,7 +217,7 @@ def _grounding(stats: BuildStats) -> str:
     c = stats.counts
     parts = [_counts_table("text source", c.get("rows_by_text_source", {})),
              _counts_table("grounding verdict", c.get("rows_by_grounding_verdict", {}))]
-    llm = stats.manifest.get("llm")
+    llm = stats.manifest.llm
     if not llm:
         parts.insert(0, '<p class="muted">LLM stage off: every text is rendered from templates and '
                         "self-checked by the grounding verifier.</p>")

@@ -70,7 +70,7 @@ def make_source(source: SourceConfig, config: Config) -> Source:
         cls = adapter_class(source.kind)
     except SourceError as exc:
         raise SourceError(f"source {source.name}: {exc}") from None
-    path = config.resolve_input(source.path) if source.path else None
+    path = config.resolve_input(source.path) if source.path else None  # a local Path, or a UPath for a URL
     if path is not None and not path.is_dir():
         raise SourceError(f"source {source.name}: folder {path} not found")
     return cls(source.name, path, source.options)

@@ -118,7 +118,7 @@ class AffectNetSource(Source):
         for manifest, split in manifests.items():
             if not manifest.is_file():
                 continue
-            with open(manifest, newline="", encoding="utf-8-sig") as fh:
+            with manifest.open(newline="", encoding="utf-8-sig") as fh:
                 reader = csv.DictReader(fh)
                 missing = {"subDirectory_filePath", "expression"} - set(reader.fieldnames or [])
                 if missing:
