@@ -26,10 +26,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.timeout(600)  # a worker that cannot start leaves the job waiting, not failing
 def test_a_build_runs_on_the_portable_runner_with_an_external_worker_pool(tmp_path: Path) -> None:
     port = _free_port()
+    # The pool starts each SDK worker as `python -m ...sdk_worker_main`: the `python` on PATH must be this one.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     pool = subprocess.Popen([sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
-                             f"--service_port={port}"], start_new_session=True,
+                             f"--service_port={port}"], start_new_session=True, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
