@@ -19,6 +19,7 @@ import pytest
 from conftest import WILD_SAMPLE, require_shared
 from PIL import Image
 from s3_server import S3Server
+from test_adapters import affectnet_csv, affectnet_folders, expw, face, fer2013, jsonl_corpus, rafdb  # noqa: F401
 
 from pipeline.config import DecodeConfig
 from pipeline.io.build_dir import BuildDir, NotABuild
@@ -26,7 +27,13 @@ from pipeline.io.manifest import Counts, Manifest
 from pipeline.io.publish import publish
 from pipeline.io.storage import files_under, location
 from pipeline.record import Reject, Sample
+from pipeline.sources.affectnet import AffectNetSource
+from pipeline.sources.expw import ExpwSource
+from pipeline.sources.fer2013 import Fer2013Source
 from pipeline.sources.folder_csv import CsvSource
+from pipeline.sources.jaffe import JaffeSource
+from pipeline.sources.jsonl import JsonlSource
+from pipeline.sources.rafdb import RafDbSource
 from pipeline.stages.decode import DecodeStage
 
 
@@ -107,6 +114,39 @@ def test_a_csv_corpus_on_s3_is_listed_and_read_by_the_workers(s3: S3Server) -> N
     client.delete_object(Bucket=bucket, Key="c/images/a.jpg")  # gone between listing and reading
     gone = list(DecodeStage(DecodeConfig()).run(items[0]))
     assert isinstance(gone[0], Reject) and gone[0].reason == "file_not_found"
+
+
+def _listed(entries: list) -> list[tuple]:
+    """What an adapter says about a corpus, wherever the corpus is (the URIs left out: they name the place)."""
+    return [(type(e).__name__, e.source, e.source_item, e.frame_index, getattr(e, "emotion", None),
+             getattr(e, "split", None), getattr(e, "subject_id", None), getattr(e, "reason", None),
+             getattr(e, "data", None)) for e in entries]
+
+
+@pytest.mark.parametrize(("corpus", "cls", "options"), [
+    ("rafdb", RafDbSource, {}), ("affectnet_folders", AffectNetSource, {}), ("affectnet_csv", AffectNetSource, {}),
+    ("fer2013", Fer2013Source, {}), ("expw", ExpwSource, {}), ("jsonl_corpus", JsonlSource, {"image_dir": "images"}),
+    ("jaffe", JaffeSource, {}),
+])
+def test_folder_adapters_list_an_s3_corpus_as_they_list_a_local_one(corpus: str, cls, options, request,
+                                                                     s3: S3Server) -> None:
+    root = request.getfixturevalue(corpus)
+    bucket = s3.bucket("corpora")
+    s3.upload(root, bucket, "c")
+    local = list(cls("x", root, options).checked_items())
+    remote = list(cls("x", location(f"s3://{bucket}/c"), options).checked_items())
+    assert _listed(remote) == _listed(local) and len(local) > 1
+    items = [e for e in remote if not isinstance(e, Reject)]
+    assert items and all(i.data is not None or i.uri.startswith(f"s3://{bucket}/c/") for i in items)
+    first = next(i for i in items if i.data is None) if any(i.data is None for i in items) else items[0]
+    assert isinstance(DecodeStage(DecodeConfig()).run(first).__next__(), Sample)
+
+
+@pytest.fixture
+def jaffe(tmp_path: Path, demo_dir: Path) -> Path:
+    for index, name in enumerate(["KA.AN1.39.tiff", "KA.HA2.30.tiff", "KL.XX1.1.tiff", "photo.tiff"]):
+        face(demo_dir, tmp_path / "jaffe" / name, index)
+    return tmp_path / "jaffe"
 
 
 # ----------------------------------------------------------------------------------- the whole build (slow)

@@ -165,7 +165,3 @@ class BuildDir:
 
     def read_rejects(self, columns: list[str]) -> pa.Table | None:
         return self.read_table(self.reject_files(), columns)
-
-    def uris(self, files: list[Path]) -> list[str]:
-        """Files as strings that `datasets`, pyarrow and fsspec open (`s3://...` or a local path)."""
-        return [str(f) for f in files]

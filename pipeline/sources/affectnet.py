@@ -50,7 +50,8 @@ def _code(value: Any) -> str:
 
 def _load(path: Path) -> Any:
     try:
-        return np.load(path)
+        with path.open("rb") as fh:  # a local file or an object
+            return np.load(fh)
     except (OSError, ValueError):
         return None
 
