@@ -24,6 +24,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipeline.io.shards import Shard, ShardStore
+from pipeline.io.storage import is_url, prefetch
 from pipeline.progress import ProgressFile
 from pipeline.record import Reject
 from pipeline.stages.base import REJECTS
@@ -43,7 +44,10 @@ class LoadShard(beam.DoFn):
         self.store = store
 
     def process(self, shard: Shard) -> Iterator[ShardWork]:
-        yield ShardWork(shard, self.store.read_inputs(shard))
+        items = self.store.read_inputs(shard)
+        # Images on object storage are fetched together, not one request after the other as decode reads them.
+        prefetch([i.uri for i in items if i.data is None and i.frame_index is None and is_url(i.uri)])
+        yield ShardWork(shard, items)
 
 
 class OnShard(beam.DoFn):

@@ -22,10 +22,11 @@ from s3_server import S3Server
 from test_adapters import affectnet_csv, affectnet_folders, expw, face, fer2013, jsonl_corpus, rafdb  # noqa: F401
 
 from pipeline.config import DecodeConfig
+from pipeline.io import storage
 from pipeline.io.build_dir import BuildDir, NotABuild
 from pipeline.io.manifest import Counts, Manifest
 from pipeline.io.publish import publish
-from pipeline.io.storage import files_under, location
+from pipeline.io.storage import files_under, location, prefetch
 from pipeline.record import Reject, Sample
 from pipeline.sources.affectnet import AffectNetSource
 from pipeline.sources.expw import ExpwSource
@@ -111,7 +112,10 @@ def test_a_csv_corpus_on_s3_is_listed_and_read_by_the_workers(s3: S3Server) -> N
         ("images/missing.jpg", "file_not_found")]
     decoded = list(DecodeStage(DecodeConfig()).run(items[0]))
     assert isinstance(decoded[0], Sample) and decoded[0].pixels.shape == (96, 96, 3)
+    # A worker fetches a shard's images together before decoding them one by one; each is handed out once.
+    prefetch([items[0].uri, f"s3://{bucket}/c/images/absent.jpg"])
     client.delete_object(Bucket=bucket, Key="c/images/a.jpg")  # gone between listing and reading
+    assert storage.size(items[0].uri) == len(_jpeg()) and storage.read_bytes(items[0].uri) == _jpeg()
     gone = list(DecodeStage(DecodeConfig()).run(items[0]))
     assert isinstance(gone[0], Reject) and gone[0].reason == "file_not_found"
 

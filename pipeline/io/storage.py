@@ -87,16 +87,43 @@ def is_remote(path: Path) -> bool:
     return not isinstance(path, Path)
 
 
+# Objects fetched ahead of their reader (`prefetch`), by URL; each is handed out once by `read_bytes`.
+_prefetched: dict[str, bytes] = {}
+
+
+def prefetch(uris: list[str]) -> None:
+    """Fetch these objects concurrently (one request each, in flight together) for the `read_bytes` calls that
+    follow: a worker reading a shard's images one after the other would wait for each request in turn.
+    Objects that cannot be fetched are left to `read_bytes`, which reports them."""
+    _prefetched.clear()  # the previous shard's leftovers (a file rejected by its size is never read)
+    if not uris:
+        return
+    fs = location(uris[0]).fs
+    name = scheme(uris[0])
+    fetched = fs.cat([u for u in uris if scheme(u) == name], on_error="omit")
+    _prefetched.update({u if is_url(u) else f"{name}://{u}": data for u, data in fetched.items()})
+
+
 def read_bytes(uri: str) -> bytes:
     """The bytes of a file named by a local path or a URL."""
-    return location(uri).read_bytes()
+    data = _prefetched.pop(uri, None)
+    return data if data is not None else location(uri).read_bytes()
 
 
 def size(uri: str) -> int:
     """The size in bytes of a file named by a local path or a URL; OSError (FileNotFoundError) if absent."""
     if not is_url(uri):
         return os.path.getsize(uri)
+    if uri in _prefetched:
+        return len(_prefetched[uri])
     return int(location(uri).stat().st_size)
+
+
+def list_once(root: Path) -> None:
+    """List everything under an object-storage folder in one go (a few LIST requests), so that the existence
+    checks of each file that follow are answered from fsspec's listing cache instead of a request each."""
+    if is_remote(root):
+        root.fs.find(root.path)
 
 
 @contextlib.contextmanager
