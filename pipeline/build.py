@@ -1,7 +1,9 @@
 """The Beam pipeline: sources -> stages -> Parquet, rejects and manifest. Wiring only.
 
-A build writes into `<out>.partial/` and is moved to `<out>/` only once its manifest adds up,
-so a reader never sees a half-written build.
+A build writes into `<out>.partial` (a folder, or a prefix on object storage) and is published to
+`<out>` only once its manifest adds up and it passed validation, so a reader never sees a half-written
+build (`pipeline.io.publish`). Its image work runs in shards that leave completion markers, so a build
+that stopped reruns only its unfinished shards (`pipeline.io.shards`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -28,14 +31,18 @@ from pipeline.au.head import INTENSITY_SCALE, AUHead, feature_names
 from pipeline.au.measures import MeshMeasures
 from pipeline.config import Config, ConfigError, OutputConfig
 from pipeline.errors import LLMStopped, PipelineFailed
-from pipeline.io.inputs import read_input_file, write_input_files
-from pipeline.io.manifest import summarize, write_manifest
+from pipeline.io.build_dir import BuildDir
+from pipeline.io.manifest import Counts, Manifest, Resume, summarize
+from pipeline.io.publish import clear_for_rerun, publish, staging_for
 from pipeline.io.rows import ToRows, reject_row
 from pipeline.io.schema import arrow_schema, schema_version
+from pipeline.io.shards import ShardStore, plan_shards
+from pipeline.io.storage import make_dirs
 from pipeline.models.files import ModelFile, resolve_model, resolve_weights
-from pipeline.progress import CountProgress, ProgressDisplay
+from pipeline.progress import ProgressDisplay
 from pipeline.record import Reject, SourceItem
 from pipeline.release import write_dataset_card
+from pipeline.shard_steps import LoadShard, OnShard, ReadShard, SaveShard
 from pipeline.sources import make_source
 from pipeline.splits import unit_hash
 from pipeline.stages.align import AlignStage
@@ -62,14 +69,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BuildResult:
-    out_dir: Path
-    manifest: dict[str, Any]
+    out_dir: Path  # a local Path, or a UPath for an object-storage URL
+    manifest: Manifest
     seconds: float
     validation: Any = None  # pipeline.validate.ValidationReport when the build was validated
 
 
 class ValidationFailed(RuntimeError):
-    """The build ran but failed validation; it stays in `<out>.partial/` and is not published."""
+    """The build ran but failed validation; it stays in `<out>.partial` and is not published."""
 
     def __init__(self, staging: Path, report: Any) -> None:
         super().__init__(f"validation failed ({', '.join(report.failed[:5])}); build left in {staging}")
@@ -170,17 +177,6 @@ def _then(pcoll, label: str, stage, rejects: list):
     return result.ok
 
 
-def _batched(samples, label: str, step, au_cfg, min_batch: int, max_batch: int, rejects: list):
-    """A RunInference-style model step: BatchElements, optional accelerator hint, dead-letter rejects."""
-    step = beam.ParDo(step)
-    if au_cfg.accelerator:
-        step = step.with_resource_hints(accelerator=au_cfg.accelerator)
-    batching = beam.BatchElements(min_batch_size=min_batch, max_batch_size=max_batch)
-    batched = samples | f"Batch{label}" >> batching | label >> step.with_outputs(REJECTS, main="ok")
-    rejects.append(batched[REJECTS])
-    return batched.ok
-
-
 def build(config: Config, progress: bool = True, validate: bool = True,
           suite_executor: WarmProcess | None = None) -> BuildResult:
     """Run the pipeline, check the accounting, validate (unless told not to) and publish.
@@ -196,10 +192,10 @@ def build(config: Config, progress: bool = True, validate: bool = True,
 
 def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmProcess | None) -> BuildResult:
     started = time.monotonic()
-    out_dir = config.resolve_output(config.output.dir)
-    staging = out_dir.with_name(out_dir.name + ".partial")
-    if out_dir.exists() and not config.output.overwrite:
-        raise FileExistsError(f"{out_dir} exists and output.overwrite is false")
+    target = BuildDir(config.resolve_output(config.output.dir))
+    staging = BuildDir(staging_for(target.root))
+    if target.root.exists() and not config.output.overwrite:
+        raise FileExistsError(f"{target} exists and output.overwrite is false")
     # Everything that can fail for a whole-run reason fails here, before any worker starts.
     items, read_rejects = enumerate_inputs(config)
     library = TemplateLibrary(config.resolve_input(config.render.templates_dir))
@@ -235,47 +231,43 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmP
         "params_hash": config.params_hash(),
     }
     splits = sorted(set(config.split.ratios) | {i.split for i in items if i.split})
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+
+    # The image work in shards; those an interrupted run of the same params and inputs finished are reused.
+    clear_for_rerun(staging, keep_work=config.runner.resume)
+    make_dirs(staging.work_dir)
+    store = ShardStore(str(staging.work_dir))
+    shards = plan_shards(items, config.runner.shard_size, json.dumps(versions, sort_keys=True))
+    reused = store.finished([shard for shard, _ in shards]) if config.runner.resume else []
+    todo = [shard for shard, _ in shards if shard not in set(reused)]
+    for shard, part in shards:
+        if shard in todo:
+            store.write_inputs(shard, part)
     log.info("build: %d inputs (%d refused on reading) from %d source(s)",
              len(items) + len(read_rejects), len(read_rejects), len(config.sources))
+    if reused:
+        log.warning("build: resuming %s: %d of %d shards (%d inputs) reused from the interrupted run", target,
+                    len(reused), len(shards), sum(s.size for s in reused))
 
     record_schema = arrow_schema("record")
+    scratch = Path(tempfile.mkdtemp(prefix="fea-build-"))  # this machine's own files: progress, LLM ledger
     stage_rejects: list = []
-    progress_dir = staging / "_progress"
     options = pipeline_options(config)
     p = beam.Pipeline(runner=pipeline_runner(config, options), options=options)
-    samples = (
+    work = (
         p
-        | "InputFiles" >> beam.Create(write_input_files(items, staging / "_inputs"), reshuffle=False)
-        | "Distribute" >> beam.Reshuffle()  # files, not items, cross between workers: nothing is re-encoded
-        | "Inputs" >> beam.FlatMap(read_input_file)
-        | "Progress" >> beam.ParDo(CountProgress(str(progress_dir)))
+        | "Shards" >> beam.Create(todo, reshuffle=False)
+        | "Distribute" >> beam.Reshuffle()  # shards, not items, cross between workers: nothing is re-encoded
+        | "LoadShard" >> beam.ParDo(LoadShard(store))
     )
-    samples = _then(samples, "Decode", DecodeStage(config.decode), stage_rejects)
-    detect = DetectStage(config.detect, str(landmarker_file.path), pin=pin_scope(config),
-                         own_process=worker_owns_process(config))
-    samples = _then(samples, "Detect", detect, stage_rejects)
-    if config.detect.landmarks == "face-alignment":
-        d = config.detect
-        samples = _batched(samples, "FanLandmarks", FanLandmarksStage(str(models["fan_2d"].path), d.fan_device),
-                           config.au, 1, d.fan_batch_size, stage_rejects)
-    if config.dedup.enabled:  # from the source pixels, which align drops
-        samples = _then(samples, "Fingerprint", FingerprintStage(config.dedup), stage_rejects)
-    template = config.resolve_input("schemas/alignment_template.json")
-    samples = _then(samples, "Align", AlignStage(config.align, template),
-                    stage_rejects)
-    samples = _then(samples, "Measure", MeasureStage(measures), stage_rejects)
-    au = config.au
-    if au.backend == "torch-blendshapes":
-        samples = _batched(samples, "Blendshapes", TorchBlendshapesStage(au.device, str(landmarker_file.path)),
-                           au, au.min_batch_size, au.max_batch_size, stage_rejects)
-    if au.backend == "pyfeat":
-        step = PyFeatAUStage(pyfeat_mapping, str(models["pyfeat_xgb_au"].path), au.device)
-        samples = _batched(samples, "AU", step, au, au.min_batch_size, au.max_batch_size, stage_rejects)
-    else:
-        samples = _then(samples, "AU", AUStage(head, blendshape_model), stage_rejects)
-    samples = _then(samples, "Synergy", SynergyStage(config.synergy, prototypes), stage_rejects)
+    for label, step in image_steps(config, landmarker_file, models, measures, head, blendshape_model,
+                                   pyfeat_mapping, prototypes, str(scratch / "progress")):
+        work = work | label >> step
+    fresh = work | "SaveShard" >> beam.ParDo(SaveShard(store)).with_outputs(REJECTS, main="ok")
+    again = (p
+             | "FinishedShards" >> beam.Create(reused, reshuffle=False)
+             | "ReadShard" >> beam.ParDo(ReadShard(store)).with_outputs(REJECTS, main="ok"))
+    stage_rejects += [fresh[REJECTS], again[REJECTS]]
+    samples = (fresh.ok, again.ok) | "Faces" >> beam.Flatten()
     if config.dedup.enabled:
         deduped = samples | "Dedup" >> Deduplicate(config.dedup, [s.name for s in config.sources])
         stage_rejects.append(deduped[REJECTS])
@@ -289,67 +281,73 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmP
     if config.llm.enabled:
         instructions = (instructions
                         | "BatchForLLM" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.llm.batch_size)
-                        | "LLM" >> beam.ParDo(llm_stage(config, staging)))
+                        | "LLM" >> beam.ParDo(llm_stage(config, scratch)))
     instructions = _then(instructions, "Verify", VerifyStage(), stage_rejects)
     rows = instructions | "ToRows" >> beam.ParDo(ToRows(config.split, versions))
     by_split = rows | "BySplit" >> beam.Partition(lambda row, _n: splits.index(row["split"]), len(splits))
     for name, part in zip(splits, by_split, strict=True):
-        part | f"Write[{name}]" >> parquet_writer(staging / "data" / name, record_schema, config.output)
+        part | f"Write[{name}]" >> parquet_writer(staging.data_dir / name, record_schema, config.output)
     (
         [p | "ReadRejects" >> beam.Create(read_rejects, reshuffle=False), *stage_rejects]
         | "AllRejects" >> beam.Flatten()
         | "RejectRows" >> beam.Map(reject_row, versions)
-        | "WriteRejects" >> parquet_writer(staging / "rejects" / "rejects", arrow_schema("reject"), config.output)
+        | "WriteRejects" >> parquet_writer(staging.rejects_dir / "rejects", arrow_schema("reject"), config.output)
     )
     pipeline_started = time.monotonic()
-    with ProgressDisplay(progress_dir, total=len(items), enabled=progress):
-        try:
-            result = p.run()
-            result.wait_until_finish()
-        except Exception as exc:
-            # Beam re-raises a worker's exception wrapped in its own; say plainly why the build stopped.
-            if LLMStopped.__name__ in str(exc):
-                cache_dir = config.resolve_output(config.llm.cache_dir)
-                raise LLMStopped(f"build stopped: the LLM endpoint failed and llm.on_error is 'stop'; "
-                                 f"responses received so far are cached in {cache_dir}") from exc
-            raise PipelineFailed(f"the pipeline failed ({describe(exc)[:500]}); nothing was published"
-                                 + (f", {out_dir} is unchanged" if out_dir.exists() else "")
-                                 + f"; partial output left in {staging}") from exc
-    pipeline_seconds = time.monotonic() - pipeline_started
-    shutil.rmtree(progress_dir, ignore_errors=True)
-    shutil.rmtree(staging / "_inputs", ignore_errors=True)
-    input_keys = [(i.source, i.source_item, i.frame_index) for i in items]
-    input_keys += [(r.source, r.source_item, r.frame_index) for r in read_rejects]
-    counts = summarize(staging, input_keys)
-    llm_summary = summarize_llm(config, staging, counts.get("rows_by_llm_status", {}))
-    manifest = {
-        "schema_version": schema_version("record"),
-        "created_unix": int(time.time()),
-        "sources": [s.model_dump(mode="json") for s in config.sources],
-        "counts": {**counts,
-                   "labelled_inputs_by_emotion": dict(sorted(Counter(i.emotion for i in items if i.emotion).items()))},
-        "stage_counters": stage_counters(result),
-        **({"llm": llm_summary} if llm_summary else {}),
-        "versions": versions,
-        "models": {name: {"path": f.path.name, "sha256": f.sha256} for name, f in models.items()},
-        "au_vocabulary": codes,
-        "au_intensity_scale": ("0-5 = 5 x py-feat occurrence probability (schemas/pyfeat_to_au.json)" if pyfeat_mapping
-                               else INTENSITY_SCALE),
-        "au_head": None if pyfeat_mapping else head_summary(head),
-        "blendshape_names": blendshape_names,
-        "face_measure_names": measures.names,
-        "face_measures_version": measures.version,
-        "au_not_measured": pyfeat_mapping.not_measured if pyfeat_mapping else [],
-        "crop_size": config.align.crop_size,
-        "splits": splits,
-        "params": config.model_dump(mode="json", by_alias=True, exclude={"base_dir"}),
-        "build_seconds": round(time.monotonic() - started, 2),
+    try:
+        with ProgressDisplay(scratch / "progress", total=sum(s.size for s in todo), enabled=progress):
+            try:
+                result = p.run()
+                result.wait_until_finish()
+            except Exception as exc:
+                # Beam re-raises a worker's exception wrapped in its own; say plainly why the build stopped.
+                if LLMStopped.__name__ in str(exc):
+                    cache_dir = config.resolve_output(config.llm.cache_dir)
+                    raise LLMStopped(f"build stopped: the LLM endpoint failed and llm.on_error is 'stop'; "
+                                     f"responses received so far are cached in {cache_dir}") from exc
+                raise PipelineFailed(f"the pipeline failed ({describe(exc)[:500]}); nothing was published"
+                                     + (f", {target} is unchanged" if target.root.exists() else "")
+                                     + f"; partial output left in {staging} (a rerun reuses its finished shards)"
+                                     ) from exc
+        pipeline_seconds = time.monotonic() - pipeline_started
+        input_keys = [(i.source, i.source_item, i.frame_index) for i in items]
+        input_keys += [(r.source, r.source_item, r.frame_index) for r in read_rejects]
+        counts = summarize(staging, input_keys)
+        llm_summary = summarize_llm(config, scratch, staging, counts.get("rows_by_llm_status", {}))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    data_files, reject_files = staging.list_files()
+    manifest = Manifest(
+        schema_version=schema_version("record"),
+        created_unix=int(time.time()),
+        sources=[s.model_dump(mode="json") for s in config.sources],
+        counts=Counts(**counts, labelled_inputs_by_emotion=dict(sorted(Counter(
+            i.emotion for i in items if i.emotion).items()))),
+        stage_counters=stage_counters(result),
+        llm=llm_summary or None,
+        versions=versions,
+        models={name: {"path": f.path.name, "sha256": f.sha256} for name, f in models.items()},
+        au_vocabulary=codes,
+        au_intensity_scale=("0-5 = 5 x py-feat occurrence probability (schemas/pyfeat_to_au.json)" if pyfeat_mapping
+                            else INTENSITY_SCALE),
+        au_head=None if pyfeat_mapping else head_summary(head),
+        blendshape_names=blendshape_names,
+        face_measure_names=measures.names,
+        face_measures_version=measures.version,
+        au_not_measured=pyfeat_mapping.not_measured if pyfeat_mapping else [],
+        crop_size=config.align.crop_size,
+        splits=splits,
+        params=config.model_dump(mode="json", by_alias=True, exclude={"base_dir"}),
+        resume=Resume(shards=len(shards), shard_size=config.runner.shard_size, reused=len(reused)),
+        build_seconds=round(time.monotonic() - started, 2),
         # Where the time went: set-up (inputs, templates, graph), the Beam run, the counts read back.
-        "timings_s": {"setup": round(pipeline_started - started, 2), "pipeline": round(pipeline_seconds, 2),
-                      "summary": round(time.monotonic() - pipeline_started - pipeline_seconds, 2)},
-    }
-    write_manifest(staging, manifest)
-    write_dataset_card(staging)  # <out>/README.md: the Hugging Face dataset card of the release
+        timings_s={"setup": round(pipeline_started - started, 2), "pipeline": round(pipeline_seconds, 2),
+                   "summary": round(time.monotonic() - pipeline_started - pipeline_seconds, 2)},
+        shards=data_files,
+        reject_files=reject_files,
+    )
+    staging.write_manifest(manifest)
+    write_dataset_card(staging)  # README.md: the Hugging Face dataset card of the release
     report = None
     if validate:
         v = config.validate_
@@ -359,13 +357,54 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmP
             reverify_rows=v.reverify_rows, suite_executor=suite_executor,
         )
         if not report.success:
-            raise ValidationFailed(staging, report)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    staging.rename(out_dir)
-    if report is not None:  # the report was written inside the staging folder, which is now out_dir
-        report.result_path = out_dir / "validation" / report.result_path.name
-        report.html_path = out_dir / "validation" / report.html_path.name
-    return BuildResult(out_dir, manifest, time.monotonic() - started, report)
+            raise ValidationFailed(staging.root, report)
+    publish(staging, target)
+    if report is not None:  # the report was written inside the staging folder, which is now the release
+        report.result_path = target.validation_dir / report.result_path.name
+        report.html_path = target.validation_dir / report.html_path.name
+    return BuildResult(target.root, manifest, time.monotonic() - started, report)
+
+
+def image_steps(config: Config, landmarker_file: ModelFile, models: dict[str, ModelFile], measures: MeshMeasures,
+                head: AUHead, blendshape_model: str, pyfeat_mapping: PyFeatAUMapping | None, prototypes: Prototypes,
+                progress_dir: str) -> list[tuple[str, beam.PTransform]]:
+    """The image stages (decode to synergy) as steps over a shard: runs of one-element stages in one step,
+    each batched model stage in a step of its own (with the AU accelerator hint, if any)."""
+    au, d = config.au, config.detect
+    steps: list[tuple[str, beam.PTransform]] = []
+    pending: list[beam.DoFn] = [
+        DecodeStage(config.decode),
+        DetectStage(d, str(landmarker_file.path), pin=pin_scope(config), own_process=worker_owns_process(config)),
+    ]
+
+    def flush() -> None:
+        if pending:
+            label = "+".join(type(stage).__name__.removesuffix("Stage") for stage in pending)
+            # The first step counts the inputs it has done, for the progress bar.
+            steps.append((label, beam.ParDo(OnShard(list(pending), progress=None if steps else progress_dir))))
+            pending.clear()
+
+    def batched(label: str, stage: beam.DoFn, batch_size: int) -> None:
+        flush()
+        step = beam.ParDo(OnShard([stage], batch_size=batch_size))
+        steps.append((label, step.with_resource_hints(accelerator=au.accelerator) if au.accelerator else step))
+
+    if d.landmarks == "face-alignment":
+        batched("FanLandmarks", FanLandmarksStage(str(models["fan_2d"].path), d.fan_device), d.fan_batch_size)
+    if config.dedup.enabled:  # from the source pixels, which align drops
+        pending.append(FingerprintStage(config.dedup))
+    template = config.resolve_input("schemas/alignment_template.json")
+    pending += [AlignStage(config.align, template), MeasureStage(measures)]
+    if au.backend == "torch-blendshapes":
+        batched("Blendshapes", TorchBlendshapesStage(au.device, str(landmarker_file.path)), au.max_batch_size)
+    if au.backend == "pyfeat":
+        stage = PyFeatAUStage(pyfeat_mapping, str(models["pyfeat_xgb_au"].path), au.device)
+        batched("AU", stage, au.max_batch_size)
+    else:
+        pending.append(AUStage(head, blendshape_model))
+    pending.append(SynergyStage(config.synergy, prototypes))
+    flush()
+    return steps
 
 
 def head_summary(head: AUHead) -> dict[str, Any]:
@@ -392,7 +431,7 @@ def check_llm(config: Config, template_tasks: list[str]) -> None:
                           "is not set; export the API key there (any non-empty value for a local server)")
 
 
-def llm_stage(config: Config, staging: Path):
+def llm_stage(config: Config, scratch: Path):
     from pipeline.stages.llm import LLMStage
 
     llm = config.llm
@@ -400,12 +439,13 @@ def llm_stage(config: Config, staging: Path):
     workers = config.runner.num_workers if config.runner.runner == "DirectRunner" else 1
     return LLMStage(
         llm, str(config.resolve_input(llm.prompts)), str(config.resolve_input(config.au.vocabulary)),
-        str(config.resolve_output(llm.cache_dir)), str(staging / "_llm_budget.json"), str(staging / "_llm_batch"),
+        str(config.resolve_output(llm.cache_dir)), str(scratch / "_llm_budget.json"), str(scratch / "_llm_batch"),
         concurrency=max(1, llm.max_concurrency // max(1, workers)),
     )
 
 
-def summarize_llm(config: Config, staging: Path, rows_by_llm_status: dict[str, int]) -> dict[str, Any]:
+def summarize_llm(config: Config, scratch: Path, staging: BuildDir, rows_by_llm_status: dict[str, int]
+                  ) -> dict[str, Any]:
     """LLM figures for the manifest (hallucination rate from the written rows' counts) and the merged
     Batch-API request file when the build ran in batch-export mode."""
     if not config.llm.enabled:
@@ -417,15 +457,18 @@ def summarize_llm(config: Config, staging: Path, rows_by_llm_status: dict[str, i
         "rows_by_llm_status": rows_by_llm_status,
         "hallucination_rate": round(rows_by_llm_status.get("hallucinated", 0) / answered, 4) if answered else None,
     }
-    ledger = staging / "_llm_budget.json"
+    ledger = scratch / "_llm_budget.json"
     if ledger.exists():
         summary["budget"] = {**json.loads(ledger.read_text() or "{}"), "limit": config.llm.budget_tokens}
         ledger.unlink()
-    batch_dir = staging / "_llm_batch"
+    batch_dir = scratch / "_llm_batch"
     if batch_dir.exists():
         from pipeline.llm.batch import merge_request_files
 
-        summary["batch_requests"] = merge_request_files(batch_dir.glob("*.jsonl"), staging / "llm_batch_requests.jsonl")
+        merged = scratch / "llm_batch_requests.jsonl"
+        summary["batch_requests"] = merge_request_files(batch_dir.glob("*.jsonl"), merged)
+        if merged.exists():
+            (staging.root / merged.name).write_bytes(merged.read_bytes())
         shutil.rmtree(batch_dir)
     return summary
 

@@ -19,7 +19,7 @@ from pipeline.au.head import AUHead
 from pipeline.au.training_data import read_faces
 
 
-def calibrate(builds: list[Path], base_head: Path, output: Path, min_positives: int = 10,
+def calibrate(builds: list[str | Path], base_head: Path, output: Path, min_positives: int = 10,
               folds: int = 5) -> tuple[AUHead, list[AUFit]]:
     faces = read_faces(builds)
     base = AUHead.load(base_head, faces.codes)

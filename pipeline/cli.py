@@ -72,7 +72,21 @@ def _output_path(text: str) -> Path:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _build_output(text: str) -> str:
+    """An argparse type for a build's output: a local folder, or a URL of a store whose filesystem is installed
+    (pipeline.config.output_location); a local path is made absolute against where the command runs."""
+    from pipeline.config import ConfigError, output_location
+    from pipeline.io.storage import is_url
+
+    try:
+        target = output_location(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return target if is_url(target) else str(Path(target).resolve())
+
+
 COUNT, POSITIVE = _at_least(0), _at_least(1)
+BUILD_HELP = "build folder or URL (s3://..., gs://...) with manifest.json"
 
 
 def _source_spec(spec: str) -> dict:
@@ -84,7 +98,9 @@ def _source_spec(spec: str) -> dict:
     name = options.pop("name", None) or (Path(path).name if path else kind)
     entry: dict = {"name": name, "kind": kind, "options": options}
     if path:
-        entry["path"] = str(Path(path).resolve())
+        from pipeline.io.storage import is_url
+
+        entry["path"] = path if is_url(path) else str(Path(path).resolve())
     return entry
 
 
@@ -96,7 +112,8 @@ def _add_build(sub) -> None:
                    help="override any param, e.g. --set align.crop_size=448 (value parsed as YAML); repeatable")
     p.add_argument("--source", action="append", default=[], metavar="SPEC",
                    help="replace the params' sources: 'demo' or 'csv:FOLDER[,image_dir=images,...]'; repeatable")
-    p.add_argument("--output", "-o", type=_output_path, help="output folder (params: output.dir); a local path")
+    p.add_argument("--output", "-o", type=_build_output,
+                   help="output folder or URL, e.g. s3://bucket/releases/v1 (params: output.dir)")
     p.add_argument("--limit", type=POSITIVE, help="read at most N items per source (N >= 1)")
     p.add_argument("--workers", type=POSITIVE, help="Beam direct-runner workers (params: runner.num_workers)")
     p.add_argument("--running-mode", choices=["in_memory", "multi_processing", "multi_threading"],
@@ -112,7 +129,7 @@ def _config_from(args):
     if args.source:
         overrides.append("sources=" + json.dumps([_source_spec(s) for s in args.source]))
     if args.output is not None:  # relative to where the command runs, like any command-line path
-        overrides.append(f"output.dir={json.dumps(str(args.output.resolve()))}")
+        overrides.append(f"output.dir={json.dumps(args.output)}")
     if args.workers is not None:
         overrides.append(f"runner.num_workers={args.workers}")
     if args.running_mode:
@@ -145,10 +162,13 @@ def _build_with(args, suite_executor) -> int:
         _print_validation(exc.report)
         print(f"fea build: not published: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    counts = result.manifest["counts"]
-    print(f"built {result.out_dir}: {counts['inputs']} inputs = {counts['accepted_inputs']} accepted + "
-          f"{counts['rejected_inputs']} rejected; {counts['rows']} rows in {result.seconds:.1f}s")
-    llm = result.manifest.get("llm")
+    counts = result.manifest.counts
+    print(f"built {result.out_dir}: {counts.inputs} inputs = {counts.accepted_inputs} accepted + "
+          f"{counts.rejected_inputs} rejected; {counts.rows} rows in {result.seconds:.1f}s")
+    resume = result.manifest.resume
+    if resume is not None and resume.reused:
+        print(f"resumed: {resume.reused} of {resume.shards} shards of image work reused from the interrupted run")
+    llm = result.manifest.llm
     if llm:
         rate = llm["hallucination_rate"]
         print(f"llm {llm['model']} ({llm['mode']}): rows by status {llm['rows_by_llm_status']}; hallucination rate "
@@ -181,7 +201,7 @@ def _add_export(sub) -> None:
                     "SPLIT.metadata.jsonl with the labels); hf: data/SPLIT-*.parquet with messages + images "
                     "columns (TRL SFTTrainer layout). Rows exported per split are counted against the shards "
                     "and written to OUTPUT/export_manifest.json.")
-    p.add_argument("dir", type=Path, help="build folder (with manifest.json and data/)")
+    p.add_argument("dir", help=BUILD_HELP)
     p.add_argument("--format", "-f", required=True, choices=["llava", "sharegpt", "openai", "hf"],
                    help="target format")
     p.add_argument("--output", "-o", type=_output_path, required=True,
@@ -252,7 +272,7 @@ def _add_train(sub) -> None:
                     "conversations of a build, read with `datasets`. User turns are masked out of the loss; the "
                     "loss of every step is printed and logged to OUTPUT/train_log.jsonl; the final model is saved "
                     "in OUTPUT. Needs transformers (and peft for --lora): pip install -e '.[train]'.")
-    p.add_argument("dir", type=Path, nargs="?", default=Path("build/demo"), help="build folder (default build/demo)")
+    p.add_argument("dir", nargs="?", default="build/demo", help=BUILD_HELP + " (default build/demo)")
     p.add_argument("--model", required=True,
                    help="model folder or hub id; 'tiny' builds a tiny random LLaVA-style model offline (smoke tests)")
     p.add_argument("--output-dir", "-o", type=_output_path, required=True,
@@ -282,7 +302,7 @@ def _add_evaluate(sub) -> None:
         "evaluate", help="generate answers on a build's test split; FE accuracy and AU F1",
         description="Generate an answer to the first user turn of every row (greedy) and score it FEABench-style: "
                     "FE accuracy (first canonical emotion word vs the label) and AU F1 (AU codes named vs au_present).")
-    p.add_argument("dir", type=Path, nargs="?", default=Path("build/demo"), help="build folder (default build/demo)")
+    p.add_argument("dir", nargs="?", default="build/demo", help=BUILD_HELP + " (default build/demo)")
     p.add_argument("--model", required=True, help="model folder (e.g. the OUTPUT of fea train) or hub id")
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
     p.add_argument("--limit", type=POSITIVE, help="evaluate the first N rows only")
@@ -354,7 +374,7 @@ def parser() -> argparse.ArgumentParser:
     _add_build(sub)
 
     v = sub.add_parser("validate", help="validate a build with Great Expectations; non-zero exit if it fails")
-    v.add_argument("dir", type=Path, help="build folder (with manifest.json)")
+    v.add_argument("dir", help=BUILD_HELP)
     v.add_argument("--params", type=Path, default=None, help="params file that names the expectation suite")
     v.add_argument("--suite", type=Path, default=None, help="expectation suite JSON (default: from params)")
     v.add_argument("--min-accept-rate", type=_fraction, default=None,
@@ -366,12 +386,12 @@ def parser() -> argparse.ArgumentParser:
                         "(default: every row; a build's own validation uses params validate.reverify_rows)")
 
     i = sub.add_parser("inspect", help="counts, label distribution and a few rendered samples of a build")
-    i.add_argument("dir", type=Path, help="build folder")
+    i.add_argument("dir", help=BUILD_HELP)
     i.add_argument("--samples", type=COUNT, default=3, help="how many conversations to print")
     i.add_argument("--seed", type=int, default=0, help="which samples to print")
 
     r = sub.add_parser("report", help="HTML report with plots and sample faces of a build")
-    r.add_argument("dir", type=Path, help="build folder")
+    r.add_argument("dir", help=BUILD_HELP)
     r.add_argument("--output", type=_output_path, default=None, help="HTML path (default: DIR/report/report.html)")
     r.add_argument("--samples", type=COUNT, default=12, help="sample faces shown with their conversations")
     lm = sub.add_parser("llm", help="LLM stage tools: import-batch loads Batch-API results into the response cache")
@@ -385,7 +405,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("sources", help="list the source adapters (built-in and registered), one line each")
     c = sub.add_parser("calibrate", help="learn an AU head from FACS-coded builds (for --set au.head=FILE)",
                        description=(__import__("pipeline.calibrate").calibrate.__doc__ or "").split("\n\n")[0])
-    c.add_argument("builds", type=Path, nargs="+", help="build folders whose rows carry corpus AU codes")
+    c.add_argument("builds", nargs="+", help="build folders (or URLs) whose rows carry corpus AU codes")
     c.add_argument("--output", "-o", type=_output_path, default=Path("au_head.calibrated.json"),
                    help="AU head JSON to write (format of schemas/au_head.json)")
     c.add_argument("--min-positives", type=POSITIVE, default=10,
@@ -413,7 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.config import ConfigError
     from pipeline.errors import LLMStopped, PipelineFailed
     from pipeline.export import ExportError
+    from pipeline.io.build_dir import ManifestError
     from pipeline.io.manifest import AccountingError
+    from pipeline.io.storage import StorageError
     from pipeline.models.files import ModelFileError
     from pipeline.sources import SourceError
     from pipeline.templating import TemplateError
@@ -423,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
                 "calibrate": cmd_calibrate, "llm": cmd_llm, "export": cmd_export}
     try:
         return handlers[args.command](args)
-    except (ConfigError, SourceError, TemplateError, FileExistsError, ExportError) as exc:
+    except (ConfigError, SourceError, TemplateError, FileExistsError, ExportError, StorageError) as exc:
         print(f"fea {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (ModelFileError, FileNotFoundError) as exc:
@@ -431,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_MISSING
     except AccountingError as exc:
         print(f"fea {args.command}: accounting error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except ManifestError as exc:
+        print(f"fea {args.command}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except (LLMStopped, PipelineFailed) as exc:
         print(f"fea {args.command}: {exc}", file=sys.stderr)

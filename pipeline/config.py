@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.io import storage
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PARAMS = PROJECT_ROOT / "params.yaml"
@@ -24,14 +25,24 @@ class ConfigError(ValueError):
 
 
 def local_output_path(target: str) -> str:
-    """`target` unchanged when it names a local path; a ConfigError for a URL (`s3://`, `gs://`, any
-    `scheme://`), which the build cannot write yet (it would make a local folder named `s3:`).
-    The one place to change when outputs to object storage are supported."""
-    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", target)
-    if scheme:
-        raise ConfigError(f"cannot write to {target}: {scheme.group(1)}:// URLs are not supported as outputs "
-                          "yet; give a local folder")
+    """`target` unchanged when it names a local path; a ConfigError for a URL (`s3://`, any `scheme://`), for
+    what only a local folder can hold (the LLM response cache, exports, reports): written as a path, a URL
+    would make a local folder named `s3:`."""
+    name = storage.scheme(target)
+    if name:
+        raise ConfigError(f"cannot write to {target}: this output must be a local folder ({name}:// URLs are "
+                          "supported for build outputs, output.dir)")
     return target
+
+
+def output_location(target: str) -> str:
+    """Where a build is written: a local path (a `file://` URL as its path), or the URL of a store whose
+    filesystems (fsspec's and Beam's) are installed; a ConfigError saying what to install otherwise."""
+    try:
+        storage.check_store(target, for_beam=True)
+    except storage.StorageError as exc:
+        raise ConfigError(str(exc)) from None
+    return storage.local_path(target)
 
 
 class Section(BaseModel):
@@ -59,6 +70,10 @@ class RunnerConfig(Section):
     pin_cpus: bool = Field(default=True, description="each worker's face model on a CPU core of its own "
                            "(Linux; skipped when every core is taken)")
     extra_options: list[str] = Field(default_factory=list, description="passed to Beam PipelineOptions")
+    shard_size: int = Field(default=50, ge=1, description="inputs per shard of image work: a shard is the unit a "
+                            "worker takes and the unit a rerun after a crash skips once it is finished")
+    resume: bool = Field(default=True, description="reuse the finished shards of an earlier, interrupted build "
+                         "of the same params and inputs (false: start the image work afresh)")
 
 
 class DecodeConfig(Section):
@@ -137,8 +152,10 @@ class AUConfig(Section):
         default=None, description="pyfeat: folder (or file) holding xgb_au_classifier_v2.skops; None = "
         "$FEA_PYFEAT_WEIGHTS or the Hugging Face cache (HF_HOME, py-feat's resources folder)")
     pyfeat_mapping: str = "schemas/pyfeat_to_au.json"
-    min_batch_size: int = Field(default=1, ge=1)
-    max_batch_size: int = Field(default=64, ge=1)
+    min_batch_size: int = Field(default=1, ge=1, description="no effect since the image work runs in shards (a "
+                                "batch is up to max_batch_size faces of one shard); kept so params files load")
+    max_batch_size: int = Field(default=64, ge=1, description="faces per batch of a batched AU backend (at most "
+                                "runner.shard_size faces: a batch never spans two shards)")
     accelerator: str | None = Field(
         default=None, description="Beam resource hint for the AU stage, e.g. Dataflow "
         "'type:nvidia-tesla-t4;count:1;install-nvidia-driver'")
@@ -296,7 +313,7 @@ class OutputConfig(Section):
     @field_validator("dir")
     @classmethod
     def _writable(cls, out_dir: str) -> str:
-        return local_output_path(out_dir)
+        return output_location(out_dir)
 
 
 class ValidateConfig(Section):
@@ -335,9 +352,11 @@ class Config(Section):
     output_base: Path | None = Field(default=None, exclude=True)
 
     def resolve_input(self, path: str | Path) -> Path:
-        """A path the build reads (schemas, templates, corpora): absolute, or relative to the params file's
-        folder; one that exists only in the package (schemas/, templates/) falls back to the package's copy,
-        so a params file kept elsewhere needs to name only what it changes."""
+        """A path the build reads (schemas, templates, corpora): a URL (as a UPath), absolute, or relative to
+        the params file's folder; one that exists only in the package (schemas/, templates/) falls back to the
+        package's copy, so a params file kept elsewhere needs to name only what it changes."""
+        if storage.is_url(path):
+            return storage.location(str(path))
         p = Path(path).expanduser()
         if p.is_absolute():
             return p
@@ -347,10 +366,13 @@ class Config(Section):
         return local
 
     def resolve_output(self, path: str | Path) -> Path:
-        """A path the build writes (output.dir, llm.cache_dir): absolute, or relative to the params file's
-        folder (the working directory for the package's own params). Never the package's folder: writing
-        there would hide a user's outputs in the install (and break `dvc repro` in a copy of the project)."""
-        p = Path(local_output_path(str(path))).expanduser()
+        """A path the build writes (output.dir, llm.cache_dir): a URL (as a UPath), absolute, or relative to
+        the params file's folder (the working directory for the package's own params). Never the package's
+        folder: writing there would hide a user's outputs in the install (and break `dvc repro` in a copy of
+        the project)."""
+        if storage.is_url(path):
+            return storage.location(output_location(str(path)))
+        p = Path(path).expanduser()
         if p.is_absolute():
             return p
         return ((self.output_base or Path.cwd()) / p).resolve()

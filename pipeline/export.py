@@ -19,7 +19,8 @@ from typing import Any, TextIO
 import pyarrow.parquet as pq
 
 from pipeline.config import PROJECT_ROOT
-from pipeline.io.manifest import AccountingError, read_manifest
+from pipeline.io.build_dir import BuildDir
+from pipeline.io.manifest import AccountingError
 
 IMAGE_LITERAL = "<image>"
 FORMATS = ("llava", "sharegpt", "openai", "hf")
@@ -54,19 +55,11 @@ class Export:
         return rel
 
 
-def split_files(build_dir: Path, split: str) -> list[Path]:
-    return sorted((build_dir / "data").glob(f"{split}-*.parquet"))
-
-
-def build_splits(build_dir: Path) -> list[str]:
-    return sorted({p.name.split("-", 1)[0] for p in (build_dir / "data").glob("*-*.parquet")})
-
-
 def iter_rows(files: list[Path], limit: int | None = None) -> Iterator[dict[str, Any]]:
     """The export columns of every row of the shards, in shard order, checked."""
     n = 0
     for path in files:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=COLUMNS):
+        for batch in BuildDir.parquet(path).iter_batches(batch_size=BATCH_ROWS, columns=COLUMNS):
             for row in batch.to_pylist():
                 if limit is not None and n >= limit:
                     return
@@ -214,18 +207,21 @@ def llamafactory_dataset_info(splits: list[str]) -> dict[str, Any]:
                          "tags": _SPEC["llamafactory_tags"]} for s in splits}
 
 
-def _check_output(build_dir: Path, output: Path) -> None:
-    build, out = build_dir.resolve(), output.resolve()  # resolve(): symlinks cannot smuggle OUTPUT into the build
-    if out == build or build in out.parents or out in build.parents:
-        raise ExportError(f"output {output} overlaps the build {build_dir}; choose a folder outside it")
+def _check_output(build_dir: BuildDir, output: Path) -> None:
+    if not build_dir.remote:
+        build, out = build_dir.root.resolve(), output.resolve()  # resolve(): symlinks cannot smuggle OUTPUT in
+        if out == build or build in out.parents or out in build.parents:
+            raise ExportError(f"output {output} overlaps the build {build_dir}; choose a folder outside it")
+    out = output.resolve()
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
         raise FileExistsError(f"{output} exists and is not an earlier export (no {MANIFEST}); not overwriting it")
 
 
-def export(build_dir: Path | str, fmt: str, output: Path | str, splits: list[str] | None = None,
+def export(build_dir: Path | str | BuildDir, fmt: str, output: Path | str, splits: list[str] | None = None,
            images: str = "copy", limit: int | None = None) -> dict[str, Any]:
-    """Export BUILD_DIR's splits to OUTPUT in `fmt`; returns the export manifest (also written to OUTPUT)."""
-    build_dir, output = Path(build_dir), Path(output)
+    """Export the splits of the build at BUILD_DIR (a folder or URL) to the local folder OUTPUT in `fmt`;
+    returns the export manifest (also written to OUTPUT)."""
+    build_dir, output = BuildDir(build_dir), Path(output)
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if images not in IMAGE_MODES:
@@ -234,9 +230,9 @@ def export(build_dir: Path | str, fmt: str, output: Path | str, splits: list[str
         raise ExportError(f"--images none: the {fmt} format embeds the images in its files")
     if limit is not None and limit < 1:
         raise ExportError(f"--limit must be a positive number of rows, got {limit}")
-    manifest_bytes = (build_dir / "manifest.json").read_bytes() if (build_dir / "manifest.json").is_file() else None
-    source = read_manifest(build_dir)  # FileNotFoundError when BUILD_DIR is not a build
-    available = build_splits(build_dir)
+    source = build_dir.manifest  # NotABuild (a FileNotFoundError) when BUILD_DIR is not a build
+    manifest_bytes = build_dir.manifest_bytes()
+    available = build_dir.splits()
     splits = splits or available
     if missing := [s for s in splits if s not in available]:
         raise ExportError(f"no split(s) {missing} in {build_dir} (it has {', '.join(available) or 'none'})")
@@ -249,8 +245,8 @@ def export(build_dir: Path | str, fmt: str, output: Path | str, splits: list[str
     counts: dict[str, Any] = {}
     try:
         for split in splits:
-            files = split_files(build_dir, split)
-            in_shards = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+            files = build_dir.shards(split)
+            in_shards = sum(BuildDir.parquet(f).metadata.num_rows for f in files)
             expected = in_shards if limit is None else min(limit, in_shards)
             counter = [0]
             written = export_split(fmt, split, _count(iter_rows(files, limit), counter), ex)
@@ -267,9 +263,9 @@ def export(build_dir: Path | str, fmt: str, output: Path | str, splits: list[str
         "images": "embedded" if fmt in ("openai", "hf") else images,
         "limit": limit,
         "source_build": {
-            "manifest_sha256": hashlib.sha256(manifest_bytes or b"").hexdigest(),
-            "params_hash": source.get("versions", {}).get("params_hash"),
-            "schema_version": source.get("schema_version"),
+            "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
+            "params_hash": source.versions.get("params_hash"),
+            "schema_version": source.schema_version,
         },
         "splits": counts,
         "image_files": len(ex.faces_written),

@@ -1,8 +1,9 @@
 """Progress of a build across Beam worker processes.
 
-Workers write their running count to one small file each under `<staging>/_progress/`; the
-driver polls the folder in a thread and draws a bar. Files work for every direct-runner mode
-(threads or processes) without a side channel.
+Workers write their running count to one small file each in a local folder that the driver names
+(`ProgressFile`); the driver polls the folder in a thread and draws a bar. Files work for every
+direct-runner mode (threads or processes) without a side channel. On a cluster, whose workers do not
+share the driver's disk, the bar does not move; the runner's own monitoring shows the progress.
 """
 
 from __future__ import annotations
@@ -14,36 +15,27 @@ import time
 import uuid
 from pathlib import Path
 
-import apache_beam as beam
 
-
-class CountProgress(beam.DoFn):
-    """Pass-through DoFn that records how many elements this worker has seen."""
+class ProgressFile:
+    """This worker's running count of inputs done, in a file of its own under `folder`."""
 
     def __init__(self, folder: str, every_s: float = 0.5) -> None:
-        self.folder = folder
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        self.path = Path(folder) / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.every_s = every_s
-
-    def setup(self) -> None:
-        Path(self.folder).mkdir(parents=True, exist_ok=True)
-        self.path = Path(self.folder) / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.count = 0
         self.last = 0.0
 
-    def _flush(self) -> None:
+    def add(self, n: int) -> None:
+        self.count += n
+        if time.monotonic() - self.last > self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(str(self.count))
         os.replace(tmp, self.path)
         self.last = time.monotonic()
-
-    def process(self, element):
-        self.count += 1
-        if time.monotonic() - self.last > self.every_s:
-            self._flush()
-        yield element
-
-    def finish_bundle(self) -> None:
-        self._flush()
 
 
 def read_progress(folder: Path) -> int:

@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 
 from pipeline.config import PROJECT_ROOT
-from pipeline.io.manifest import read_columns
+from pipeline.io.build_dir import BuildDir
+from pipeline.io.manifest import Manifest
 from pipeline.report.stats import UNLABELLED, BuildStats, load_stats
 from pipeline.sources.labels import canonical_emotions
 
@@ -59,13 +60,13 @@ LIMITATIONS = [
 ]
 
 
-def write_dataset_card(out_dir: Path | str) -> Path:
-    """Write `<out_dir>/README.md` from the build's manifest and rows; return its path."""
-    out_dir = Path(out_dir)
-    stats = load_stats(out_dir)
+def write_dataset_card(out_dir: Path | str | BuildDir) -> Path:
+    """Write the build's README.md (its dataset card) from its manifest and rows; return its path."""
+    build = BuildDir(out_dir)
+    stats = load_stats(build)
     manifest = stats.manifest
-    licences = [source_licence(s) for s in manifest.get("sources", [])]
-    front = front_matter(out_dir, manifest, licences)
+    licences = [source_licence(s) for s in manifest.sources]
+    front = front_matter(build, manifest, licences)
     body = "\n".join([
         *_intro(manifest),
         *_sources(licences),
@@ -76,7 +77,7 @@ def write_dataset_card(out_dir: Path | str) -> Path:
         *_versions(manifest),
         *_limitations(stats),
     ])
-    path = out_dir / CARD_NAME
+    path = build.card_path
     path.write_text("---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n\n" + body)
     return path
 
@@ -111,7 +112,7 @@ def _size_category(n: int) -> str:
     return next((label for bound, label in bounds if n < bound), "10M<n<100M")
 
 
-def front_matter(out_dir: Path, manifest: dict[str, Any], licences: list[dict[str, Any]]) -> dict[str, Any]:
+def front_matter(build: Path | str | BuildDir, manifest: Manifest, licences: list[dict[str, Any]]) -> dict[str, Any]:
     """The Hugging Face card metadata: licence, task categories, and one config with each split's files."""
     ids = list(dict.fromkeys(lic["hf_license"] for lic in licences)) or ["unknown"]
     front: dict[str, Any] = {"license": ids[0] if len(ids) == 1 else ids}
@@ -121,13 +122,14 @@ def front_matter(out_dir: Path, manifest: dict[str, Any], licences: list[dict[st
         links = [lic["url"] for lic in others if lic.get("url")]
         if links:
             front["license_link"] = links[0]
-    splits = [s for s in manifest.get("splits", []) if any((out_dir / "data").glob(f"{s}-*.parquet"))]
+    present = BuildDir(build).splits()
+    splits = [s for s in manifest.splits if s in present]
     front.update({
         "language": ["en"],
         "pretty_name": f"FEA instructions ({', '.join(lic['name'] for lic in licences) or 'no source'})",
         "task_categories": TASK_CATEGORIES,
         "tags": TAGS,
-        "size_categories": [_size_category(int(manifest.get("counts", {}).get("rows", 0)))],
+        "size_categories": [_size_category(manifest.counts.rows)],
         "configs": [{
             "config_name": "default",
             "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in splits],
@@ -142,20 +144,20 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return lines + [""]
 
 
-def _intro(manifest: dict[str, Any]) -> list[str]:
-    counts = manifest.get("counts", {})
-    created = datetime.fromtimestamp(int(manifest.get("created_unix", 0)), UTC).strftime("%Y-%m-%d %H:%M UTC")
-    versions = manifest.get("versions", {})
+def _intro(manifest: Manifest) -> list[str]:
+    counts = manifest.counts
+    created = datetime.fromtimestamp(manifest.created_unix, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    versions = manifest.versions
     return [
         "# FEA instruction dataset",
         "",
         "Facial emotion analysis (FEA) instructions built by `fea-pipeline`: aligned face crops "
-        f"({manifest.get('crop_size', '?')} px), measured facial action units (AUs) with their provenance, an "
+        f"({manifest.crop_size or '?'} px), measured facial action units (AUs) with their provenance, an "
         "FE-AU consistency score, and instruction/answer conversations (`<image>` once, in the first user turn) "
         "checked against the labels.",
         "",
         f"Built {created}; params hash `{versions.get('params_hash', '?')}`; "
-        f"{counts.get('rows', 0)} rows from {counts.get('faces', 0)} faces.",
+        f"{counts.rows} rows from {counts.faces} faces.",
         "",
         "## Use",
         "",
@@ -212,7 +214,7 @@ def _face_quality(stats: BuildStats) -> list[str]:
 
 
 def _labels(stats: BuildStats) -> list[str]:
-    table = read_columns(stats.out_dir / "data", ["emotion", "split"])
+    table = stats.build.read_rows(["emotion", "split"])
     pairs = Counter(zip(table.column("emotion").to_pylist(), table.column("split").to_pylist(), strict=True)
                     ) if table is not None else Counter()
     by_split: dict[str, dict[str, int]] = {}
@@ -234,7 +236,7 @@ def _aus(stats: BuildStats) -> list[str]:
     freq = [[au, f"{share:.1%}"] for au, share in stats.au_frequency().items()]
     lines = ["## Action units", "",
              f"Vocabulary ({len(stats.au_vocabulary)}): {', '.join(stats.au_vocabulary)}. "
-             f"Intensity: {stats.manifest.get('au_intensity_scale', '?')}.", "",
+             f"Intensity: {stats.manifest.au_intensity_scale or '?'}.", "",
              f"Share of the {len(stats.faces)} faces with each AU present:", ""]
     lines += _table(["AU", "faces with AU"], freq)
     lines += _au_accuracy(stats)
@@ -248,7 +250,7 @@ def _aus(stats: BuildStats) -> list[str]:
 def _au_accuracy(stats: BuildStats) -> list[str]:
     """Per AU, how well the head in use is known to work: its held-out scores when it was learned, else what is
     documented for it, so a trainer can weigh each AU's labels."""
-    head = stats.manifest.get("au_head")
+    head = stats.manifest.au_head
     if not head:
         return []
     lines = [f"AU head `{head['name']}@{head['version']}` ({head.get('method')}"
@@ -264,11 +266,11 @@ def _au_accuracy(stats: BuildStats) -> list[str]:
     return lines
 
 
-def _versions(manifest: dict[str, Any]) -> list[str]:
-    versions = manifest.get("versions", {})
-    rows = [["record schema", manifest.get("schema_version", "?")]]
+def _versions(manifest: Manifest) -> list[str]:
+    versions = manifest.versions
+    rows = [["record schema", manifest.schema_version or "?"]]
     rows += [[k, f"`{v}`"] for k, v in versions.items()]
-    for name, model in (manifest.get("models") or {}).items():
+    for name, model in manifest.models.items():
         rows.append([f"model {name}", f"`{model.get('path', '?')}` sha256 `{model.get('sha256', '?')}`"])
     rows.append(["AU extractor", f"MediaPipe Face Landmarker blendshapes + mesh measures -> AU head "
                                  f"(`{versions.get('au_model')}`)"])
@@ -280,7 +282,7 @@ def _versions(manifest: dict[str, Any]) -> list[str]:
 
 def _texts(stats: BuildStats) -> list[str]:
     """Where the answers come from and how they were checked: a trainer should know what is LLM-written."""
-    c, llm = stats.counts, stats.manifest.get("llm")
+    c, llm = stats.counts, stats.manifest.llm
     sources = c.get("rows_by_text_source") or {}
     lines = ["## Answer texts and their checks", "",
              "Every assistant turn is rendered from templates (`templates/`) or, when an LLM was used, written "

@@ -17,7 +17,6 @@ import io
 import json
 import logging
 import os
-import re
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import Future
@@ -29,16 +28,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from pipeline.config import PROJECT_ROOT
+from pipeline.io.build_dir import SHARD_NAME, BuildDir, ManifestError, NotABuild, shard_split
+from pipeline.io.manifest import Manifest
+from pipeline.io.storage import is_remote, make_dirs
 from pipeline.warm_process import WarmProcess
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FEATURES = PROJECT_ROOT / "schemas" / "record.features.json"
 IMAGE_TOKEN = "<image>"
-SHARD_RE = re.compile(r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<total>\d{5})\.parquet$")
 COUNT_KEYS = ("inputs", "accepted_inputs", "rejected_inputs", "rows")
 
 
@@ -73,12 +73,12 @@ class _Rows:
 
 
 def validate_build(
-    out_dir: Path,
+    out_dir: str | Path | BuildDir,
     suite_path: Path,
     min_accept_rate: float = 0.0,
     features_path: Path | None = None,
     sample_images: int = 50,
-    report_dir: Path | None = None,
+    report_dir: str | Path | None = None,
     max_duplicate_rate: float = 0.05,
     min_class_accept_ratio: float = 0.5,
     reverify_rows: int | None = None,
@@ -94,15 +94,15 @@ def validate_build(
     the project checks; without it everything runs here, one after the other.
     """
     started = time.monotonic()
-    out_dir = Path(out_dir)
+    build = BuildDir(out_dir)
     checks: list[Check] = []
-    manifest = _load_manifest(out_dir, checks)
-    crop_size = _crop_size(manifest)
-    pending = suite_executor.submit(suite_checks, out_dir / "data", Path(suite_path)) if suite_executor else None
+    manifest = _load_manifest(build, checks)
+    crop_size = manifest.crop_size if manifest else None
+    pending = suite_executor.submit(suite_checks, str(build), Path(suite_path)) if suite_executor else None
 
     rows: _Rows | None = None
     try:
-        rows = _read_rows(out_dir / "data", sample_images, crop_size)
+        rows = _read_rows(build, sample_images, crop_size)
         checks.append(Check("read_build", True, f"{len(rows.frame)} rows in {len(rows.schemas)} shard(s)"))
     except BuildReadError as exc:
         checks.append(Check("read_build", False, str(exc)))
@@ -111,36 +111,39 @@ def validate_build(
     if rows is not None:
         project = _project_row_checks(rows, manifest, features_path or DEFAULT_FEATURES)
         release = _release_checks(rows.frame, manifest, max_duplicate_rate, min_class_accept_ratio, reverify_rows)
-        gx_checks, gx_result = _collect_suite(pending, out_dir / "data", Path(suite_path))
+        gx_checks, gx_result = _collect_suite(pending, str(build), Path(suite_path))
         checks.extend([*gx_checks, *project, *release])
     elif pending is not None:
         pending.cancel()
     if manifest is not None:
-        checks.extend(_manifest_checks(out_dir, manifest, rows, min_accept_rate))
+        checks.extend(_manifest_checks(build, manifest, rows, min_accept_rate))
 
     report = ValidationReport(success=bool(checks) and all(c.success for c in checks), checks=checks,
                               seconds=round(time.monotonic() - started, 3))
-    folder = Path(report_dir) if report_dir else (out_dir / "validation" if out_dir.is_dir() else None)
+    if report_dir:
+        folder: Path | None = Path(report_dir)
+    else:
+        folder = build.validation_dir if is_remote(build.root) or build.root.is_dir() else None
     if folder is not None:
-        _write_outputs(report, folder, out_dir, Path(suite_path), min_accept_rate, gx_result)
+        _write_outputs(report, folder, build, Path(suite_path), min_accept_rate, gx_result)
     return report
 
 
-def suite_checks(data_dir: Path, suite_path: Path) -> tuple[list[Check], dict[str, Any] | None]:
-    """The GX suite over the rows of `data_dir`, read here (what `suite_process()` runs). A build that
-    cannot be read gives no checks: the caller reports that itself.
+def suite_checks(build: str, suite_path: Path) -> tuple[list[Check], dict[str, Any] | None]:
+    """The GX suite over the rows of the build at `build` (a path or URL), read here (what `suite_process()`
+    runs). A build that cannot be read gives no checks: the caller reports that itself.
 
     Its frame keeps list and struct columns Arrow-backed: the suite only checks derived and scalar
     columns (and the column set), and GX copies the frame for each conditional expectation, which for
     columns of Python lists took ~2.5x as long (4.1 s against 1.8 s over 14,403 rows)."""
     try:
-        rows = _read_rows(data_dir, 0, None, nested_as_arrow=True)
+        rows = _read_rows(BuildDir(build), 0, None, nested_as_arrow=True)
     except BuildReadError:
         return [], None
     return _run_suite(rows.frame, suite_path)
 
 
-def _collect_suite(pending: Future | None, data_dir: Path, suite_path: Path):
+def _collect_suite(pending: Future | None, build: str, suite_path: Path):
     if pending is not None:
         try:
             checks, result = pending.result()
@@ -148,47 +151,41 @@ def _collect_suite(pending: Future | None, data_dir: Path, suite_path: Path):
                 return checks, result
         except Exception as exc:  # noqa: BLE001 - a lost helper process: run the suite here instead
             log.warning("the suite process failed (%s: %s); running the suite here", type(exc).__name__, exc)
-    return suite_checks(data_dir, suite_path)
+    return suite_checks(build, suite_path)
 
 
 # --------------------------------------------------------------------------------------------- reading
 
 
-def _load_manifest(out_dir: Path, checks: list[Check]) -> dict[str, Any] | None:
-    path = out_dir / "manifest.json"
+def _load_manifest(build: BuildDir, checks: list[Check]) -> Manifest | None:
     try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        checks.append(Check("manifest", False, f"missing {path}"))
+        manifest = build.manifest
+    except NotABuild:
+        checks.append(Check("manifest", False, f"missing {build.manifest_path}"))
         return None
-    except (OSError, ValueError) as exc:
-        checks.append(Check("manifest", False, f"unreadable {path}: {exc}"))
+    except (OSError, ManifestError) as exc:
+        checks.append(Check("manifest", False, f"unreadable {build.manifest_path}: {exc}"))
         return None
-    counts = manifest.get("counts") if isinstance(manifest, dict) else None
-    if not isinstance(counts, dict):
-        checks.append(Check("manifest", False, "manifest has no 'counts' mapping"))
+    counts = manifest.counts
+    missing = [k for k in COUNT_KEYS if k not in counts.model_fields_set]
+    if "counts" not in manifest.model_fields_set or missing:
+        checks.append(Check("manifest", False, f"counts missing: {missing}"))
         return None
-    bad = [k for k in COUNT_KEYS if not isinstance(counts.get(k), int)]
-    if bad or not isinstance(counts.get("rejected_by_reason", {}), dict):
-        checks.append(Check("manifest", False, f"counts missing or not integers: {bad or 'rejected_by_reason'}"))
-        return None
-    checks.append(Check("manifest", True, f"counts: { {k: counts[k] for k in COUNT_KEYS} }"))
+    checks.append(Check("manifest", True, f"counts: { {k: getattr(counts, k) for k in COUNT_KEYS} }"))
     return manifest
 
 
-def _crop_size(manifest: dict[str, Any] | None) -> int | None:
-    value = (manifest or {}).get("crop_size")
-    return value if isinstance(value, int) else None
-
-
-def _read_rows(data_dir: Path, sample_images: int, crop_size: int | None, nested_as_arrow: bool = False) -> _Rows:
-    if not data_dir.is_dir():
-        raise BuildReadError(f"missing data directory: {data_dir}")
-    files = sorted(data_dir.glob("*.parquet"))
-    if not files:
-        raise BuildReadError(f"no parquet files in {data_dir}")
+def _read_rows(build: BuildDir, sample_images: int, crop_size: int | None, nested_as_arrow: bool = False) -> _Rows:
     try:
-        pfiles = {f.name: pq.ParquetFile(f) for f in files}
+        files = build.shards()
+    except OSError as exc:
+        raise BuildReadError(f"cannot list {build.data_dir}: {type(exc).__name__}: {exc}") from None
+    if not files:
+        missing = not build.remote and not build.data_dir.is_dir()
+        raise BuildReadError(f"missing data directory: {build.data_dir}" if missing
+                             else f"no parquet files in {build.data_dir}")
+    try:
+        pfiles = {f.name: build.parquet(f) for f in files}
     except Exception as exc:  # noqa: BLE001 - any unreadable file is reported, not raised
         raise BuildReadError(f"unreadable parquet: {type(exc).__name__}: {exc}") from None
 
@@ -202,7 +199,7 @@ def _read_rows(data_dir: Path, sample_images: int, crop_size: int | None, nested
         try:
             columns = [c for c in pf.schema_arrow.names if c != "image"]
             table = pf.read(columns=columns)
-            frame = _derive(table, _shard_split(name), nested_as_arrow)
+            frame = _derive(table, shard_split(name), nested_as_arrow)
             lengths: list[int | None] = []
             if "image" in pf.schema_arrow.names:
                 for group in range(pf.num_row_groups):
@@ -231,11 +228,6 @@ def _read_rows(data_dir: Path, sample_images: int, crop_size: int | None, nested
         detail += "; " + "; ".join(problems[:5])
     image_check = Check("images_decode", decoded > 0 and not problems, detail)
     return _Rows(pd.concat(frames, ignore_index=True), {n: pf.schema_arrow for n, pf in pfiles.items()}, [image_check])
-
-
-def _shard_split(name: str) -> str:
-    match = SHARD_RE.match(name)
-    return match["split"] if match else name.removesuffix(".parquet")
 
 
 def _decode_problem(data: bytes | None, crop_size: int | None) -> str | None:
@@ -403,7 +395,7 @@ def _clip(text: str, limit: int = 400) -> str:
 # -------------------------------------------------------------------------------------- project checks
 
 
-def _project_row_checks(rows: _Rows, manifest: dict[str, Any] | None, features_path: Path) -> list[Check]:
+def _project_row_checks(rows: _Rows, manifest: Manifest | None, features_path: Path) -> list[Check]:
     frame = rows.frame
     checks = [_schema_check(rows.schemas, features_path), _shard_check(list(rows.schemas))]
     checks.extend(rows.image_checks)
@@ -420,9 +412,9 @@ def _project_row_checks(rows: _Rows, manifest: dict[str, Any] | None, features_p
             )
         )
 
-    vocab = (manifest or {}).get("au_vocabulary")
     if manifest is not None:
-        if not isinstance(vocab, list) or not vocab:
+        vocab = manifest.au_vocabulary
+        if not vocab:
             checks.append(Check("au_vocabulary", False, "manifest has no au_vocabulary"))
         else:
             checks.append(_vocabulary_check(frame, [str(v) for v in vocab]))
@@ -430,7 +422,7 @@ def _project_row_checks(rows: _Rows, manifest: dict[str, Any] | None, features_p
 
 
 def _release_checks(
-    frame: pd.DataFrame, manifest: dict[str, Any] | None, max_duplicate_rate: float, min_class_ratio: float,
+    frame: pd.DataFrame, manifest: Manifest | None, max_duplicate_rate: float, min_class_ratio: float,
     reverify_rows: int | None = None,
 ) -> list[Check]:
     from pipeline import dataset_checks as dc
@@ -442,7 +434,7 @@ def _release_checks(
     results = [dc.answers_agree_with_labels(frame, reverify_rows), dc.subjects_disjoint(frame),
                dc.duplicate_rate(frame, max_duplicate_rate)]
     if manifest is not None:
-        results.append(dc.no_class_vanishes(frame, manifest, min_class_ratio))
+        results.append(dc.no_class_vanishes(frame, manifest.model_dump(), min_class_ratio))
     return [Check(name, ok, _clip(detail)) for name, ok, detail in results]
 
 
@@ -472,7 +464,7 @@ def _shard_check(names: list[str]) -> Check:
     by_split: dict[str, list[tuple[int, int]]] = defaultdict(list)
     odd = []
     for name in names:
-        match = SHARD_RE.match(name)
+        match = SHARD_NAME.match(name)
         if match:
             by_split[match["split"]].append((int(match["index"]), int(match["total"])))
         else:
@@ -535,12 +527,10 @@ def _corpus_au_problems(frame: pd.DataFrame) -> list[str]:
     return problems
 
 
-def _manifest_checks(
-    out_dir: Path, manifest: dict[str, Any], rows: _Rows | None, min_accept_rate: float
-) -> list[Check]:
-    counts = manifest["counts"]
-    inputs, accepted, rejected = counts["inputs"], counts["accepted_inputs"], counts["rejected_inputs"]
-    by_reason = counts.get("rejected_by_reason", {})
+def _manifest_checks(build: BuildDir, manifest: Manifest, rows: _Rows | None, min_accept_rate: float) -> list[Check]:
+    counts = manifest.counts
+    inputs, accepted, rejected = counts.inputs, counts.accepted_inputs, counts.rejected_inputs
+    by_reason = counts.rejected_by_reason
     checks = [
         Check(
             "manifest_accounting",
@@ -555,7 +545,7 @@ def _manifest_checks(
     ]
     if rows is not None:
         n = len(rows.frame)
-        checks.append(Check("manifest_rows", n == counts["rows"], f"{n} rows read vs manifest {counts['rows']}"))
+        checks.append(Check("manifest_rows", n == counts.rows, f"{n} rows read vs manifest {counts.rows}"))
     rate = accepted / inputs if inputs else 0.0
     checks.append(
         Check(
@@ -565,12 +555,13 @@ def _manifest_checks(
         )
     )
     # Every reject row, input-level or face-level, must be in the table (older manifests: input-level only).
-    checks.append(_rejects_check(out_dir / "rejects", counts.get("reject_rows_by_reason", by_reason)))
+    reject_rows = counts.reject_rows_by_reason if counts.reject_rows_by_reason is not None else by_reason
+    checks.append(_rejects_check(build, reject_rows))
     return checks
 
 
-def _rejects_check(rejects_dir: Path, by_reason: dict[str, int]) -> Check:
-    files = sorted(rejects_dir.glob("*.parquet")) if rejects_dir.is_dir() else []
+def _rejects_check(build: BuildDir, by_reason: dict[str, int]) -> Check:
+    files = build.reject_files()
     expected = {k: v for k, v in by_reason.items() if v}
     if not files:
         return Check(
@@ -579,7 +570,7 @@ def _rejects_check(rejects_dir: Path, by_reason: dict[str, int]) -> Check:
             "no rejects files" + (f" but manifest has {expected}" if expected else ""),
         )
     try:
-        table = pa.concat_tables(pq.read_table(f, columns=["stage", "reason"]) for f in files)
+        table = build.read_table(files, ["stage", "reason"])
     except Exception as exc:  # noqa: BLE001
         return Check("rejects_table", False, f"unreadable rejects: {type(exc).__name__}: {exc}")
     found = Counter(
@@ -596,15 +587,15 @@ def _rejects_check(rejects_dir: Path, by_reason: dict[str, int]) -> Check:
 def _write_outputs(
     report: ValidationReport,
     folder: Path,
-    out_dir: Path,
+    build: BuildDir,
     suite_path: Path,
     min_accept_rate: float,
     gx_result: dict[str, Any] | None,
 ) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+    make_dirs(folder)
     payload = {
         "success": report.success,
-        "build": str(out_dir),
+        "build": str(build),
         "suite": str(suite_path),
         "min_accept_rate": min_accept_rate,
         "failed": report.failed,
@@ -615,10 +606,10 @@ def _write_outputs(
     report.result_path = folder / "result.json"
     report.result_path.write_text(json.dumps(payload, indent=1, default=str) + "\n")
     report.html_path = folder / "report.html"
-    report.html_path.write_text(_html(report, out_dir))
+    report.html_path.write_text(_html(report, build))
 
 
-def _html(report: ValidationReport, out_dir: Path) -> str:
+def _html(report: ValidationReport, out_dir: BuildDir) -> str:
     passed = sum(c.success for c in report.checks)
     status = "PASSED" if report.success else "FAILED"
     rows = "\n".join(

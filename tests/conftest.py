@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from s3_server import S3Server
+from s3_server import start as s3_start
 
 from pipeline.config import PROJECT_ROOT, AlignConfig, Config, DecodeConfig, DetectConfig, load_config
 from pipeline.record import Reject, Sample, SourceItem
@@ -105,6 +107,31 @@ def assert_reject(output: Any, stage: str, reason: str) -> Reject:
     assert isinstance(output, Reject), f"expected a {stage}/{reason} reject, got {output!r}"
     assert (output.stage, output.reason) == (stage, reason), output
     return output
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A local S3 API (moto server) for the session. Never skipped: moto is a dev dependency."""
+    proc, server = s3_start()
+    try:
+        yield server
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture
+def s3(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """The local S3 server, with this process's environment pointing at it (as a user's shell would)."""
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    import fsspec
+
+    fsspec.config.conf.clear()
+    from s3fs import S3FileSystem
+
+    S3FileSystem.clear_instance_cache()  # a cached client would keep another test's settings
+    return s3_server
 
 
 @pytest.fixture(scope="session")

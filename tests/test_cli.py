@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -119,7 +120,7 @@ def test_an_out_of_range_flag_is_a_one_line_usage_error(argv, flag, capsys, tmp_
 
 
 @pytest.mark.parametrize("argv", [
-    ["build", "-o", "{url}"], ["export", "b", "-f", "llava", "-o", "{url}"], ["report", "b", "--output", "{url}"],
+    ["export", "b", "-f", "llava", "-o", "{url}"], ["report", "b", "--output", "{url}"],
     ["validate", "b", "--report-dir", "{url}"], ["calibrate", "b", "-o", "{url}"],
     ["train", "--model", "tiny", "-o", "{url}"], ["evaluate", "--model", "m", "--output", "{url}"],
     ["llm", "import-batch", "results.jsonl", "--cache-dir", "{url}"],
@@ -135,11 +136,20 @@ def test_an_output_url_is_refused_not_written_as_a_local_folder(argv, url, capsy
     assert list(tmp_path.iterdir()) == []  # no folder named s3: or gs:
 
 
-def test_an_output_url_in_params_is_refused(capsys, tmp_path, monkeypatch) -> None:
+@pytest.mark.skipif(importlib.util.find_spec("gcsfs") is not None, reason="gcsfs is installed here")
+def test_a_build_output_url_without_a_filesystem_is_refused(capsys, tmp_path, monkeypatch) -> None:
+    """s3:// builds work (tests/test_object_storage.py); a store whose filesystem is not installed is a one-line
+    usage error that says what to install, and nothing is written locally."""
     monkeypatch.chdir(tmp_path)
-    assert main(["build", "--set", "output.dir=s3://bucket/x"]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["build", "-o", "gs://bucket/x"])
+    assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("fea build: invalid params (output.dir): cannot write to s3://bucket/x"), err
+    assert "cannot use gs://bucket/x: no filesystem for gs:// is installed" in err and err.count("\n") == 1, err
+    assert "pip install 'fea-pipeline[gcs]'" in err
+    assert main(["build", "--set", "output.dir=gs://bucket/x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fea build: invalid params (output.dir): cannot use gs://bucket/x"), err
     assert err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
 

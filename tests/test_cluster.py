@@ -88,8 +88,9 @@ class GraphCaptured(Exception):
 
 
 def test_build_graph_serialises_for_a_remote_runner(monkeypatch, demo_dir, tmp_path) -> None:
-    """What a remote runner receives: the graph as runner-API protos with every DoFn pickled. The AU
-    stage's accelerator hint must be on the AU transform, and nothing may need the driver's memory."""
+    """What a remote runner receives: the graph as runner-API protos with every DoFn pickled. The image stages
+    run over shards (one step per run of one-element stages, one per batched model stage); the AU model
+    step's accelerator hint must be on that step only, and nothing may need the driver's memory."""
     captured = {}
 
     def capture(self):
@@ -109,14 +110,15 @@ def test_build_graph_serialises_for_a_remote_runner(monkeypatch, demo_dir, tmp_p
         build(config, progress=False, validate=False)
     proto = captured["proto"]
     names = {t.unique_name: t for t in proto.components.transforms.values()}
-    assert {"Decode", "Detect", "Align", "Blendshapes", "AU", "Render", "Verify"} <= set(names)
+    assert {"LoadShard", "Decode+Detect+Align+Measure", "Blendshapes", "AU+Synergy", "SaveShard", "ReadShard",
+            "Render", "Verify"} <= set(names)
     # Beam keeps resource hints on the transform's environment: only the AU model step asks for a GPU.
     envs = proto.components.environments
     accelerator = "beam:resources:accelerator:v1"
     gpu_steps = {t.unique_name for t in names.values()
                  if t.environment_id and accelerator in envs[t.environment_id].resource_hints}
-    assert gpu_steps == {"Blendshapes/ParDo(TorchBlendshapesStage)"}, gpu_steps
-    step = names["Blendshapes/ParDo(TorchBlendshapesStage)"]
+    assert gpu_steps == {"Blendshapes"}, gpu_steps
+    step = names["Blendshapes"]
     assert envs[step.environment_id].resource_hints[accelerator] == hint.encode()
-    assert accelerator not in envs[names["Detect"].environment_id].resource_hints
+    assert accelerator not in envs[names["Decode+Detect+Align+Measure"].environment_id].resource_hints
     assert captured["pipeline"] is not None

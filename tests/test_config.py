@@ -3,6 +3,9 @@ ConfigError with a readable message, relative paths anchored at the params file,
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 
 from pipeline.config import DEFAULT_PARAMS, PROJECT_ROOT, Config, ConfigError, load_config, set_dotted
@@ -180,18 +183,34 @@ def test_the_packages_own_params_write_in_the_working_directory(tmp_path, monkey
     assert Config().resolve_output("out") == tmp_path.resolve() / "out"  # a Config made in code: the same
 
 
-@pytest.mark.parametrize("key", ["output.dir", "llm.cache_dir"])
 @pytest.mark.parametrize("url", ["s3://bucket/x", "gs://bucket/x", "hf://datasets/me/x", "file:///tmp/x"])
-def test_an_output_url_is_refused_in_one_line(key, url):
+def test_the_llm_cache_must_be_a_local_folder(url):
     with pytest.raises(ConfigError) as info:
-        load_config(DEFAULT_PARAMS, [f"{key}={url}"])
+        load_config(DEFAULT_PARAMS, [f"llm.cache_dir={url}"])
     message = str(info.value)
-    assert message.startswith(f"invalid params ({key}): cannot write to {url}") and "\n" not in message
+    assert message.startswith(f"invalid params (llm.cache_dir): cannot write to {url}") and "\n" not in message
 
 
-def test_an_output_url_is_refused_when_resolved():
-    with pytest.raises(ConfigError, match="s3:// URLs are not supported"):
-        Config().resolve_output("s3://bucket/x")
+def test_a_build_output_may_be_an_object_storage_url():
+    config = load_config(DEFAULT_PARAMS, ["output.dir=s3://bucket/releases/v1"])
+    out = config.resolve_output(config.output.dir)
+    assert str(out) == "s3://bucket/releases/v1" and not isinstance(out, Path)  # a UPath: no local folder
+    assert load_config(DEFAULT_PARAMS, ["output.dir=file:///tmp/x"]).output.dir == "/tmp/x"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gcsfs") is not None, reason="gcsfs is installed here")
+@pytest.mark.parametrize(("url", "why"), [
+    ("gs://bucket/x", "no filesystem for gs:// is installed"),  # fsspec's: pip install 'fea-pipeline[gcs]'
+    ("hf://datasets/me/x", "Beam has no filesystem for hf://"),  # fsspec has one, Beam's sink cannot write it
+])
+def test_an_output_url_without_a_filesystem_is_refused_in_one_line(url, why):
+    with pytest.raises(ConfigError) as info:
+        load_config(DEFAULT_PARAMS, [f"output.dir={url}"])
+    message = str(info.value)
+    assert message.startswith("invalid params (output.dir): cannot ") and url in message and why in message
+    assert "\n" not in message
+    with pytest.raises(ConfigError, match=why):
+        Config().resolve_output(url)
 
 
 # --- params hash -------------------------------------------------------------------------------------

@@ -61,8 +61,9 @@ def write_build(out: Path) -> Path:
         for k, idx in enumerate(shards):
             table = pa.Table.from_pylist([record(i, split) for i in idx], schema=arrow_schema("record"))
             pq.write_table(table, out / "data" / f"{split}-{k:05d}-of-{len(shards):05d}.parquet")
+    counts = {"inputs": len(ROWS), "accepted_inputs": len(ROWS), "rejected_inputs": 0, "rows": len(ROWS)}
     (out / "manifest.json").write_text(json.dumps({"schema_version": "1.1.0", "versions": {"params_hash": "p-test"},
-                                                   "counts": {"rows": len(ROWS)}}))
+                                                   "counts": counts}))
     return out
 
 

@@ -1,8 +1,8 @@
 """A build killed at random points and run again converges to the same dataset (same row hashes).
 
 A killed build leaves at most `<out>.partial/`; the published `<out>/` is either the previous
-complete build or absent, never half-written. Re-running starts the work afresh and the result is
-deterministic, so it equals an uninterrupted build row for row.
+complete build or absent, never half-written. Re-running reuses the shards of image work the killed run
+finished (tests/test_resume.py) and redoes the rest; the result equals an uninterrupted build row for row.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from pipeline.cli import main
+from pipeline.io.manifest import Manifest
 from pipeline.release import front_matter, source_licence, write_dataset_card
 
 ROWS = [  # face_id, split, emotion, au_present, task
@@ -115,7 +116,7 @@ def test_declared_licence_wins(tmp_path: Path) -> None:
     assert source_licence({"name": "x", "kind": "new-kind"})["hf_license"] == "unknown"
     manifest = dict(MANIFEST, sources=[source])
     out = write_build(tmp_path / "build", manifest)
-    front = front_matter(out, manifest, [lic])
+    front = front_matter(out, Manifest.model_validate(manifest), [lic])
     assert front["license"] == "cc-by-4.0" and "license_name" not in front
 
 

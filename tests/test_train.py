@@ -72,7 +72,8 @@ def write_build(out: Path) -> Path:
             columns["split"].append(split)
         ds = datasets.Dataset.from_dict(columns, features=features)
         ds.to_parquet(str(out / "data" / f"{split}-00000-of-00001.parquet"))
-    (out / "manifest.json").write_text(json.dumps({"versions": {"params_hash": "test"}, "counts": {"rows": 7}}))
+    counts = {"inputs": 7, "accepted_inputs": 7, "rejected_inputs": 0, "rows": 7}
+    (out / "manifest.json").write_text(json.dumps({"versions": {"params_hash": "test"}, "counts": counts}))
     return out
 
 

@@ -11,20 +11,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
+
+from pipeline.io.build_dir import BuildDir
 
 COLUMNS = ["face_id", "emotion", "au_intensity", "au_present", "blendshapes", "face_measures", "fe_au_conflict",
            "fe_au_consistency"]
 
 
-def read_faces(builds: list[Path]) -> list[dict]:
+def read_faces(builds: list[str | Path | BuildDir]) -> list[dict]:
     """One row per face (a build has one per face and task), with the columns the probe reads."""
     faces: dict[str, dict] = {}
-    for build in builds:
-        for f in sorted((Path(build) / "data").glob("*.parquet")):
-            present = [c for c in COLUMNS if c in pq.read_schema(f).names]  # older builds lack face_measures
-            for row in pa.Table.to_pylist(pq.read_table(f, columns=present)):
+    for location in builds:
+        build = BuildDir(location)
+        for f in build.shards():
+            shard = build.parquet(f)
+            present = [c for c in COLUMNS if c in shard.schema_arrow.names]  # older builds lack face_measures
+            for row in shard.read(columns=present).to_pylist():
                 faces.setdefault(row["face_id"], {"face_measures": None, **row})
     return list(faces.values())
 

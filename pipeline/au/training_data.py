@@ -8,15 +8,13 @@ subject, used to keep a subject's faces in one cross-validation fold.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline.au.head import feature_names
+from pipeline.io.build_dir import BuildDir
 
 COLUMNS = ["face_id", "source", "source_item", "subject_id", "emotion", "blendshapes", "face_measures",
            "au_intensity", "au_label_intensity"]
@@ -35,30 +33,26 @@ class FaceTable:
     sources: list[str]
 
 
-def read_faces(builds: list[Path]) -> FaceTable:
+def read_faces(builds: list[str | Path | BuildDir]) -> FaceTable:
     codes: list[str] | None = None
     names: list[str] | None = None
     rows: list[dict] = []
     seen: set[str] = set()
-    for build in builds:
-        build = Path(build)
-        manifest_file = build / "manifest.json"
-        if not manifest_file.is_file():
+    for location in builds:
+        build = BuildDir(location)
+        if not build.has_manifest():
             raise ValueError(f"{build}: not a build (no manifest.json)")
-        manifest = json.loads(manifest_file.read_text())
-        build_codes = list(manifest["au_vocabulary"])
-        build_names = feature_names(manifest.get("blendshape_names", []), manifest.get("face_measure_names", []))
-        if not manifest.get("face_measure_names"):
+        manifest = build.manifest
+        build_codes = list(manifest.au_vocabulary)
+        build_names = feature_names(manifest.blendshape_names, manifest.face_measure_names)
+        if not manifest.face_measure_names:
             raise ValueError(f"{build}: made before face measures were recorded; rebuild it")
         if codes is None:
             codes, names = build_codes, build_names
         elif (codes, names) != (build_codes, build_names):
             raise ValueError(f"{build}: AU vocabulary or face features differ from those of {builds[0]}")
-        files = sorted((build / "data").glob("*.parquet"))
-        if not files:
-            continue
-        table = pa.concat_tables(pq.read_table(f, columns=COLUMNS) for f in files)
-        for row in table.to_pylist():
+        table = build.read_rows(COLUMNS)
+        for row in table.to_pylist() if table is not None else []:
             if row["face_id"] not in seen:  # rows are per (face, task): one per face
                 seen.add(row["face_id"])
                 rows.append(row)

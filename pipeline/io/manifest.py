@@ -1,7 +1,10 @@
 """manifest.json of a build: counts that add up (inputs = accepted + rejected), versions, params hash.
 
-Counts are taken from the written files, not from in-flight counters, so the manifest describes
-exactly what a reader will find; a mismatch with the enumerated inputs is an accounting error.
+`Manifest` is its typed form (pydantic); unknown keys are kept, so an older or newer manifest still
+reads. Counts are taken from the written files, not from in-flight counters, so the manifest describes
+exactly what a reader will find; a mismatch with the enumerated inputs is an accounting error. The
+manifest names the build's shards: it is the commit marker of a release, written last, and a reader
+takes the files it names (`pipeline.io.build_dir.BuildDir`).
 """
 
 from __future__ import annotations
@@ -9,10 +12,81 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from pipeline.io.build_dir import BuildDir
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Counts(_Open):
+    """inputs = accepted_inputs + rejected_inputs; rejected_by_reason adds up to rejected_inputs. (Every build
+    writes them all; a reader that needs them checks `model_fields_set`, validation does.)"""
+
+    inputs: int = 0
+    accepted_inputs: int = 0
+    rejected_inputs: int = 0
+    rows: int = 0
+    rejected_by_reason: dict[str, int] = Field(default_factory=dict)
+    face_rejects_of_accepted_inputs: dict[str, int] = Field(default_factory=dict)
+    reject_rows_by_reason: dict[str, int] | None = None  # None in manifests older than face-level rejects
+    faces: int = 0
+    rows_by_split: dict[str, int] = Field(default_factory=dict)
+    rows_by_task: dict[str, int] = Field(default_factory=dict)
+    rows_by_emotion: dict[str, int] = Field(default_factory=dict)
+    labelled_inputs_by_emotion: dict[str, int] = Field(default_factory=dict)
+
+
+class ShardFile(BaseModel):
+    """A Parquet file of the build, relative to its root (`data/train-00000-of-00002.parquet`)."""
+
+    path: str
+    rows: int
+
+
+class Resume(BaseModel):
+    """How the build's image work was split, and how much of it an earlier, interrupted run had done."""
+
+    shards: int
+    shard_size: int
+    reused: int
+
+
+class Manifest(_Open):
+    schema_version: str = ""
+    created_unix: int = 0
+    sources: list[dict[str, Any]] = Field(default_factory=list)
+    counts: Counts = Field(default_factory=Counts)
+    stage_counters: dict[str, dict[str, int]] = Field(default_factory=dict)
+    llm: dict[str, Any] | None = None
+    versions: dict[str, str] = Field(default_factory=dict)
+    models: dict[str, dict[str, str]] = Field(default_factory=dict)
+    au_vocabulary: list[str] = Field(default_factory=list)
+    au_intensity_scale: str = ""
+    au_head: dict[str, Any] | None = None
+    blendshape_names: list[str] = Field(default_factory=list)
+    face_measure_names: list[str] = Field(default_factory=list)
+    face_measures_version: str | None = None
+    au_not_measured: list[str] = Field(default_factory=list)
+    crop_size: int | None = None
+    splits: list[str] = Field(default_factory=list)
+    params: dict[str, Any] = Field(default_factory=dict)
+    resume: Resume | None = None
+    build_seconds: float = 0.0
+    timings_s: dict[str, float] = Field(default_factory=dict)
+    # The files of the release; a reader takes these rather than listing the folder (None: an older build).
+    shards: list[ShardFile] | None = None
+    reject_files: list[ShardFile] | None = None
+
+    def to_json(self) -> str:
+        """manifest.json's text; top-level entries that are None are left out (a missing `llm` = no LLM)."""
+        data = {k: v for k, v in self.model_dump(mode="json").items() if v is not None}
+        return json.dumps(data, indent=2) + "\n"
 
 
 class AccountingError(RuntimeError):
@@ -22,14 +96,6 @@ class AccountingError(RuntimeError):
 def _keys(table) -> list[tuple]:
     cols = [table.column(c).to_pylist() for c in ("source", "source_item", "frame_index")]
     return list(zip(*cols, strict=True))
-
-
-def read_columns(folder: Path, columns: list[str]):
-    files = sorted(folder.glob("*.parquet"))
-    import pyarrow as pa
-
-    tables = [pq.read_table(f, columns=columns) for f in files]
-    return pa.concat_tables(tables) if tables else None
 
 
 def account(
@@ -76,11 +142,15 @@ def account(
     }
 
 
-def summarize(out_dir: Path, input_keys: list[tuple]) -> dict[str, Any]:
-    rows = read_columns(out_dir / "data", ["source", "source_item", "frame_index", "split", "emotion",
-                                            "task", "au_present", "face_id", "text_source", "grounding_verdict",
-                                            "llm_status", "low_resolution", "detect_attempt"])
-    rejects = read_columns(out_dir / "rejects", ["source", "source_item", "frame_index", "stage", "reason"])
+def summarize(build: BuildDir, input_keys: list[tuple]) -> dict[str, Any]:
+    """The counts of a build's written files (see `account`), by split, task, emotion and text source."""
+    from pipeline.io.build_dir import BuildDir
+
+    build = build if isinstance(build, BuildDir) else BuildDir(build)
+    rows = build.read_rows(["source", "source_item", "frame_index", "split", "emotion", "task", "au_present",
+                            "face_id", "text_source", "grounding_verdict", "llm_status", "low_resolution",
+                            "detect_attempt"])
+    rejects = build.read_rejects(["source", "source_item", "frame_index", "stage", "reason"])
     reject_records: list[tuple[tuple, str, str]] = []
     if rejects is not None:
         reject_records = list(zip(_keys(rejects), rejects.column("stage").to_pylist(),
@@ -102,16 +172,3 @@ def summarize(out_dir: Path, input_keys: list[tuple]) -> dict[str, Any]:
         counts["faces_by_detect_attempt"] = dict(sorted(Counter(a for a, _ in faces.values()).items()))
         counts["faces_low_resolution"] = sum(bool(low) for _, low in faces.values())
     return counts
-
-
-def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> Path:
-    path = out_dir / "manifest.json"
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
-    return path
-
-
-def read_manifest(out_dir: Path) -> dict[str, Any]:
-    path = Path(out_dir) / "manifest.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{out_dir} is not a build: no manifest.json")
-    return json.loads(path.read_text())

@@ -18,6 +18,7 @@ from typing import Any
 import jinja2
 from PIL import Image
 
+from pipeline.io.storage import make_dirs
 from pipeline.report import plots
 from pipeline.report.stats import BuildStats, SampleRow, load_stats
 
@@ -32,10 +33,11 @@ class Table:
 
 
 def write_report(out_dir: Path | str, output: Path | str | None = None, samples: int = 12) -> Path:
-    """Write the self-contained HTML report of a build and return its path."""
+    """Write the self-contained HTML report of a build (a folder or URL) and return its path (default: in the
+    build's `report/` folder)."""
     stats = load_stats(out_dir)
     path = Path(output) if output is not None else stats.out_dir / "report" / "report.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     path.write_text(render_report(stats, samples), encoding="utf-8")
     return path
 
@@ -94,10 +96,10 @@ def _summary(stats: BuildStats) -> dict[str, Any]:
     counts = [["inputs", c.get("inputs", 0)], ["accepted inputs", c.get("accepted_inputs", 0)],
               ["rejected inputs", c.get("rejected_inputs", 0)], ["rows", stats.rows],
               ["faces", len(stats.faces)], ["FE-AU consistency", synergy]]
-    versions = stats.manifest.get("versions", {}) or {}
-    extra = [["schema_version", stats.manifest.get("schema_version", "")],
-             ["crop_size", stats.manifest.get("crop_size", "")],
-             ["build_seconds", stats.manifest.get("build_seconds", "")]]
+    versions = stats.manifest.versions
+    extra = [["schema_version", stats.manifest.schema_version],
+             ["crop_size", stats.manifest.crop_size or ""],
+             ["build_seconds", stats.manifest.build_seconds]]
     return {
         "accounting": stats.accounting_line(),
         "added_up": c.get("inputs", 0) == c.get("accepted_inputs", 0) + c.get("rejected_inputs", 0),
@@ -138,7 +140,7 @@ def _au_head(stats: BuildStats) -> dict[str, Any]:
     """The head in use, each AU's known accuracy, and the emotion probe: released AUs against raw blendshapes."""
     from pipeline.au.probe import emotion_probe, read_faces
 
-    head = stats.manifest.get("au_head")
+    head = stats.manifest.au_head
     shown = None
     if head:
         rows = []
@@ -155,7 +157,7 @@ def _au_head(stats: BuildStats) -> dict[str, Any]:
             "quality_source": head.get("quality_source") or "not measured against FACS coding",
             "table": Table(["AU", "model", "held-out F1", "coded +/-", "note"], rows),
         }
-    probe = emotion_probe(read_faces([stats.out_dir]), repeats=2, max_faces=2000)
+    probe = emotion_probe(read_faces([stats.build]), repeats=2, max_faces=2000)
     if probe is not None:
         rows = [[k, f"{v:.1%}"] for k, v in probe["accuracy"].items()]
         probe = {**probe, "table": Table(["input", "probe accuracy"], rows)}
@@ -184,7 +186,7 @@ def _tasks(stats: BuildStats) -> dict[str, Any]:
 def _grounding(stats: BuildStats) -> dict[str, Any]:
     """Where the assistant texts come from, the verifier's verdicts, and the LLM's hallucination rate."""
     c = stats.counts
-    llm = stats.manifest.get("llm")
+    llm = stats.manifest.llm
     return {
         "llm": {"model": str(llm.get("model")), "mode": str(llm.get("mode")),
                 "rate": llm.get("hallucination_rate")} if llm else None,

@@ -7,14 +7,14 @@ yields several rows (one per task), which would otherwise count it several times
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
+from pipeline.io.build_dir import BuildDir
+from pipeline.io.manifest import Manifest
 
 UNLABELLED = "(unlabelled)"
 STAT_COLUMNS = ["face_id", "source", "source_item", "frame_index", "split", "emotion", "au_present",
@@ -68,8 +68,8 @@ class RejectReason:
 
 @dataclass
 class BuildStats:
-    out_dir: Path
-    manifest: dict[str, Any]
+    build: BuildDir
+    manifest: Manifest
     au_vocabulary: list[str]
     rows: int
     rows_by_split: dict[str, int]
@@ -78,13 +78,18 @@ class BuildStats:
     tasks_by_split: dict[str, dict[str, int]]
     faces: dict[str, Face]
     rejects: list[RejectReason]
-    _files: list[tuple[Path, int]] = field(default_factory=list, repr=False)
+    _files: list[tuple[Path, int]] = field(default_factory=list, repr=False)  # (shard, its rows)
     _stat_rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     # --- accounting -------------------------------------------------------------------------------
     @property
+    def out_dir(self) -> Path:
+        return self.build.root
+
+    @property
     def counts(self) -> dict[str, Any]:
-        return self.manifest.get("counts", {})
+        """The manifest's counts as a mapping (with the optional per-column counts of newer builds)."""
+        return self.manifest.counts.model_dump()
 
     def accounting_line(self) -> str:
         c = self.counts
@@ -192,7 +197,7 @@ class BuildStats:
         for path, num_rows in self._files:
             local = [i - start for i in indices if start <= i < start + num_rows]
             if local:
-                table = pq.read_table(path, columns=columns).take(local)
+                table = BuildDir.parquet(path).read(columns=columns).take(local)
                 for i, row in zip(local, table.to_pylist(), strict=True):
                     out[start + i] = row
             start += num_rows
@@ -213,18 +218,18 @@ class BuildStats:
         )
 
 
-def load_stats(out_dir: Path | str) -> BuildStats:
-    """Read a build folder (manifest.json, data/*.parquet, rejects/*.parquet) into statistics."""
-    out_dir = Path(out_dir)
-    manifest_path = out_dir / "manifest.json"
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"{out_dir} is not a build folder: no manifest.json (run `fea build` first)")
-    manifest = json.loads(manifest_path.read_text())
+def load_stats(out_dir: Path | str | BuildDir) -> BuildStats:
+    """Read a build (its manifest, shards and rejects; a folder or a URL) into statistics. Raises NotABuild
+    (a FileNotFoundError) when it has no manifest."""
+    build = BuildDir(out_dir)
+    manifest = build.manifest
 
-    files = [(p, pq.ParquetFile(p).metadata.num_rows) for p in sorted((out_dir / "data").glob("*.parquet"))]
+    files: list[tuple[Path, int]] = []
     stat_rows: list[dict[str, Any]] = []
-    for path, _ in files:
-        stat_rows += pq.read_table(path, columns=STAT_COLUMNS).to_pylist()
+    for path in build.shards():
+        table = build.parquet(path).read(columns=STAT_COLUMNS)
+        files.append((path, table.num_rows))
+        stat_rows += table.to_pylist()
 
     faces: dict[str, Face] = {}
     for r in stat_rows:
@@ -237,31 +242,30 @@ def load_stats(out_dir: Path | str) -> BuildStats:
         tasks_by_split.setdefault(str(r["split"]), Counter())[str(r["task"])] += 1
 
     return BuildStats(
-        out_dir=out_dir,
+        build=build,
         manifest=manifest,
-        au_vocabulary=list(manifest.get("au_vocabulary") or []),
+        au_vocabulary=list(manifest.au_vocabulary),
         rows=len(stat_rows),
         rows_by_split=dict(sorted(Counter(str(r["split"]) for r in stat_rows).items())),
         rows_by_task=dict(sorted(Counter(str(r["task"]) for r in stat_rows).items())),
         rows_by_emotion=_sorted_labels(Counter(_label(r["emotion"]) for r in stat_rows)),
         tasks_by_split={s: dict(sorted(c.items())) for s, c in sorted(tasks_by_split.items())},
         faces=faces,
-        rejects=_reject_reasons(out_dir, manifest.get("counts", {})),
+        rejects=_reject_reasons(build, manifest.counts.rejected_by_reason),
         _files=files,
         _stat_rows=stat_rows,
     )
 
 
-def _reject_reasons(out_dir: Path, counts: dict[str, Any]) -> list[RejectReason]:
+def _reject_reasons(build: BuildDir, by_input: dict[str, int]) -> list[RejectReason]:
     records: Counter[str] = Counter()
     examples: dict[str, str] = {}
-    for path in sorted((out_dir / "rejects").glob("*.parquet")):
-        for r in pq.read_table(path, columns=["source_item", "stage", "reason", "detail"]).to_pylist():
+    for path in build.reject_files():
+        for r in build.parquet(path).read(columns=["source_item", "stage", "reason", "detail"]).to_pylist():
             key = f"{r['stage']}/{r['reason']}"
             records[key] += 1
             if key not in examples or (r["detail"] and not examples[key].partition(": ")[2]):
                 examples[key] = f"{r['source_item']}: {r['detail']}" if r["detail"] else str(r["source_item"])
-    by_input = counts.get("rejected_by_reason", {}) or {}
     out = []
     for key in sorted(set(records) | set(by_input)):
         stage, _, reason = key.partition("/")

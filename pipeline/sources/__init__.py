@@ -12,6 +12,7 @@ import importlib
 from importlib.metadata import entry_points
 
 from pipeline.config import Config, SourceConfig
+from pipeline.io.storage import list_once
 from pipeline.sources.affectnet import AffectNetSource
 from pipeline.sources.base import Source, SourceError
 from pipeline.sources.bp4d import Bp4dSource
@@ -70,9 +71,11 @@ def make_source(source: SourceConfig, config: Config) -> Source:
         cls = adapter_class(source.kind)
     except SourceError as exc:
         raise SourceError(f"source {source.name}: {exc}") from None
-    path = config.resolve_input(source.path) if source.path else None
+    path = config.resolve_input(source.path) if source.path else None  # a local Path, or a UPath for a URL
     if path is not None and not path.is_dir():
         raise SourceError(f"source {source.name}: folder {path} not found")
+    if path is not None:
+        list_once(path)  # on object storage: one listing answers the adapter's per-file checks
     return cls(source.name, path, source.options)
 
 

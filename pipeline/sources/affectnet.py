@@ -50,7 +50,8 @@ def _code(value: Any) -> str:
 
 def _load(path: Path) -> Any:
     try:
-        return np.load(path)
+        with path.open("rb") as fh:  # a local file or an object
+            return np.load(fh)
     except (OSError, ValueError):
         return None
 
@@ -118,7 +119,7 @@ class AffectNetSource(Source):
         for manifest, split in manifests.items():
             if not manifest.is_file():
                 continue
-            with open(manifest, newline="", encoding="utf-8-sig") as fh:
+            with manifest.open(newline="", encoding="utf-8-sig") as fh:
                 reader = csv.DictReader(fh)
                 missing = {"subDirectory_filePath", "expression"} - set(reader.fieldnames or [])
                 if missing:

@@ -8,6 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pipeline.io.storage import is_remote, local_file
 from pipeline.record import Reject, SourceItem
 
 READ_STAGE = "read"
@@ -58,7 +59,14 @@ class Source:
         return Reject(self.name, source_item, READ_STAGE, reason, detail)
 
     def inside_root(self, root: Path, candidate: Path) -> bool:
-        """Paths from a manifest must stay inside the corpus root (symbolic links followed)."""
+        """Paths from a manifest must stay inside the corpus root (symbolic links followed; on object storage,
+        which has no links, `..` resolved)."""
+        if is_remote(root):
+            try:
+                candidate.resolve().relative_to(root.resolve())
+            except ValueError:
+                return False
+            return True
         try:
             resolved(candidate).relative_to(_resolved_dir(root))
         except ValueError:
@@ -88,12 +96,13 @@ def video_frame_items(
     import cv2
 
     rel = path.relative_to(root).as_posix()
-    capture = cv2.VideoCapture(str(path))
-    try:
-        frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
-        native_fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
-    finally:
-        capture.release()
+    with local_file(str(path)) as local:  # OpenCV opens local files only
+        capture = cv2.VideoCapture(local)
+        try:
+            frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+            native_fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+        finally:
+            capture.release()
     if frames <= 0:
         yield source.reject(rel, "unreadable_video", "no frames could be read")
         return

@@ -81,7 +81,7 @@ class Bp4dSource(Source):
 
     @staticmethod
     def _occurrence(path: Path, coded: set[str]) -> tuple[dict[int, dict[str, float]], list[str]]:
-        with open(path, newline="") as fh:
+        with path.open(newline="") as fh:
             rows = list(csv.reader(fh))
         if not rows:
             return {}, [f"{path.name}:1: empty file"]

@@ -34,7 +34,7 @@ def crop_face(path: Path, box: list[int], margin: float) -> bytes:
     """JPEG bytes of the (left, top, right, bottom) box enlarged by `margin` of its size, clipped to the photo."""
     left, top, right, bottom = box
     dx, dy = (right - left) * margin / 2, (bottom - top) * margin / 2
-    with Image.open(path) as image:
+    with path.open("rb") as fh, Image.open(fh) as image:
         image = image.convert("RGB")
         area = (max(0, int(left - dx)), max(0, int(top - dy)),
                 min(image.width, int(right + dx)), min(image.height, int(bottom + dy)))

@@ -56,7 +56,7 @@ def _png(pixels: str, upscale: int) -> bytes | None:
 
 @contextmanager
 def _rows(path: Path, needed: list[str], source: str) -> Iterator[csv.DictReader]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in needed if c not in (reader.fieldnames or [])]
         if missing:

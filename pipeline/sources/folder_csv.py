@@ -56,7 +56,7 @@ class CsvSource(Source):
         self._max_frames = int(self.options.get("max_frames_per_video", 8))
 
         seen: dict[str, int] = {}  # source_item -> manifest line that listed it first
-        with open(manifest, newline="", encoding="utf-8-sig") as fh:
+        with manifest.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             try:
                 columns = set(reader.fieldnames or [])

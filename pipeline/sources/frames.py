@@ -59,10 +59,13 @@ def video_info(path: str) -> tuple[int, float]:
     """(frame count, frames per second) of a video as OpenCV (the decode stage's reader) sees it."""
     import cv2
 
-    capture = cv2.VideoCapture(path)
-    try:
-        if not capture.isOpened():
-            return 0, 0.0
-        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
-    finally:
-        capture.release()
+    from pipeline.io.storage import local_file
+
+    with local_file(path) as local:  # OpenCV opens local files only
+        capture = cv2.VideoCapture(local)
+        try:
+            if not capture.isOpened():
+                return 0, 0.0
+            return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        finally:
+            capture.release()

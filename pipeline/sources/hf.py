@@ -20,15 +20,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pipeline.io import storage
 from pipeline.record import Reject, SourceItem
 from pipeline.sources.base import Source, SourceError, official_split
 from pipeline.sources.labels import canonical_emotion
+
+# datasets' builder for each kind of data file, for a folder of data files on object storage.
+DATA_FILE_BUILDERS = {".parquet": "parquet", ".arrow": "arrow", ".csv": "csv", ".json": "json", ".jsonl": "json"}
 
 
 def _load(location: str, split: str) -> Any:
     import datasets
 
-    path = Path(location)
+    path = storage.location(location) if storage.is_url(location) else Path(location)
     try:
         if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
             loaded = datasets.load_from_disk(str(path))
@@ -37,6 +41,12 @@ def _load(location: str, split: str) -> Any:
                     raise SourceError(f"{location} has no split {split!r}; it has {', '.join(loaded)}")
                 return loaded[split]
             return loaded
+        if storage.is_remote(path):  # load_dataset takes a local folder or a Hub id: name the remote files
+            files = [f"{location.rstrip('/')}/{f}" for f in storage.files_under(path)]
+            builders = {DATA_FILE_BUILDERS.get(Path(f).suffix.lower()) for f in files} - {None}
+            if len(builders) != 1:
+                raise SourceError(f"{location}: expected data files of one kind ({', '.join(DATA_FILE_BUILDERS)})")
+            return datasets.load_dataset(builders.pop(), data_files=files, split=split)
         return datasets.load_dataset(location, split=split)
     except SourceError:
         raise

@@ -54,7 +54,7 @@ class JsonlSource(Source):
         label_map = self.options.get("label_map")
         fps = float(self.options.get("video_fps", 1.0))
         max_frames = int(self.options.get("max_frames_per_video", 8))
-        with open(manifest, encoding="utf-8-sig") as fh:
+        with manifest.open(encoding="utf-8-sig") as fh:
             for number, line in enumerate(fh, start=1):
                 if not line.strip():
                     continue

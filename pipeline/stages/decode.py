@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import warnings
 from collections.abc import Iterator
 
@@ -16,6 +15,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.config import DecodeConfig
+from pipeline.io import storage
 from pipeline.record import Sample, SourceItem
 from pipeline.stages.base import Stage
 
@@ -90,7 +90,7 @@ class DecodeStage(Stage):
             yield from self._video_frame(item)
             return
         try:
-            size = len(item.data) if item.data is not None else os.path.getsize(item.uri)
+            size = len(item.data) if item.data is not None else storage.size(item.uri)  # a path or a URL
         except OSError as exc:
             yield self.reject(item, "file_not_found", str(exc))
             return
@@ -100,11 +100,7 @@ class DecodeStage(Stage):
         if size > self.cfg.max_file_bytes:
             yield self.reject(item, "file_too_large", f"{size} bytes > {self.cfg.max_file_bytes}")
             return
-        if item.data is not None:
-            data = item.data
-        else:
-            with open(item.uri, "rb") as fh:
-                data = fh.read()
+        data = item.data if item.data is not None else storage.read_bytes(item.uri)
         sha = hashlib.sha256(data).hexdigest()
         try:
             with warnings.catch_warnings():
@@ -139,12 +135,13 @@ class DecodeStage(Stage):
     def _video_frame(self, item: SourceItem) -> Iterator:
         import cv2
 
-        capture = cv2.VideoCapture(item.uri)
-        try:
-            capture.set(cv2.CAP_PROP_POS_FRAMES, item.frame_index)
-            ok, frame = capture.read()
-        finally:
-            capture.release()
+        with storage.local_file(item.uri) as path:  # OpenCV opens local files only
+            capture = cv2.VideoCapture(path)
+            try:
+                capture.set(cv2.CAP_PROP_POS_FRAMES, item.frame_index)
+                ok, frame = capture.read()
+            finally:
+                capture.release()
         if not ok or frame is None:
             yield self.reject(item, "unreadable_frame", f"frame {item.frame_index}")
             return

@@ -7,7 +7,6 @@ becomes a `{"type": "image"}` content item that the model's own chat template re
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -17,16 +16,19 @@ IMAGE_LITERAL = "<image>"
 COLUMNS = ["sample_id", "image", "conversations", "emotion", "au_present", "task"]
 
 
-def load_split(build_dir: Path | str, split: str = "train", streaming: bool = False,
+def load_split(build_dir: str, split: str = "train", streaming: bool = False,
                limit: int | None = None) -> datasets.Dataset | datasets.IterableDataset:
     """One split of a build as a `datasets.Dataset` (or `IterableDataset` when streaming), images decoded."""
     import datasets
 
-    data = Path(build_dir) / "data"
-    if not any(data.glob(f"{split}-*.parquet")):
-        raise FileNotFoundError(f"{build_dir}: no {split} split (no {data}/{split}-*.parquet); run `fea build` first")
-    ds = datasets.load_dataset("parquet", data_files={split: str(data / f"{split}-*.parquet")}, split=split,
-                               streaming=streaming)
+    from pipeline.io.build_dir import BuildDir
+
+    build = BuildDir(build_dir)
+    files = [str(f) for f in build.shards(split)]  # local paths or URLs: datasets reads both through fsspec
+    if not files:
+        raise FileNotFoundError(f"{build_dir}: no {split} split (no {build.data_dir}/{split}-*.parquet); "
+                                "run `fea build` first")
+    ds = datasets.load_dataset("parquet", data_files={split: files}, split=split, streaming=streaming)
     ds = ds.select_columns(COLUMNS)
     if limit:
         ds = ds.take(limit) if streaming else ds.select(range(min(limit, len(ds))))

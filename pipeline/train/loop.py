@@ -28,7 +28,7 @@ VISION_PARTS = ("vision_tower", "vision_model", "visual")
 
 @dataclass
 class TrainConfig:
-    build_dir: Path
+    build_dir: str | Path
     model: str
     output_dir: Path
     split: str = "train"
@@ -120,13 +120,15 @@ def _save(model, processor, path: Path) -> None:
     processor.save_pretrained(path)
 
 
-def _provenance(build_dir: Path) -> dict[str, Any]:
-    manifest = Path(build_dir) / "manifest.json"
-    if not manifest.is_file():
+def _provenance(build_dir: str | Path) -> dict[str, Any]:
+    from pipeline.io.build_dir import BuildDir
+
+    build = BuildDir(build_dir)
+    if not build.has_manifest():
         return {}
-    data = json.loads(manifest.read_text())
-    return {"versions": data.get("versions", {}), "schema_version": data.get("schema_version"),
-            "counts": {k: data.get("counts", {}).get(k) for k in ("rows", "rows_by_split")}}
+    manifest = build.manifest
+    return {"versions": manifest.versions, "schema_version": manifest.schema_version,
+            "counts": {"rows": manifest.counts.rows, "rows_by_split": manifest.counts.rows_by_split}}
 
 
 def train(cfg: TrainConfig) -> TrainResult:

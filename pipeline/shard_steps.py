@@ -1,0 +1,135 @@
+"""Beam steps that carry one shard of inputs through the image stages, and write its outcome and marker.
+
+The element between these steps is a `ShardWork`: a shard and what has become of its inputs so far
+(the elements still going on, the rejects gathered). Each step runs some of the stages over it:
+
+* `OnShard([Decode, Detect, ...])`: stages that take one element; each input goes through all of them
+  before the next starts, so one image's pixels at a time are held;
+* `OnShard([Blendshapes], batch_size=64)`: one batched model stage (RunInference-style) over the shard's
+  elements in batches; the step can carry a resource hint (an accelerator) of its own.
+
+Every stage keeps its own counters and reject reasons (it runs through its own `process`), so the
+accounting guarantee of `pipeline.stages.base` holds as before. `SaveShard` writes the outcome and the
+marker (`pipeline.io.shards`) and hands the faces and rejects on; `ReadShard` hands on those of a shard
+an earlier run finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from pipeline.io.shards import Shard, ShardStore
+from pipeline.io.storage import is_url, prefetch
+from pipeline.progress import ProgressFile
+from pipeline.record import Reject
+from pipeline.stages.base import REJECTS
+
+
+@dataclass
+class ShardWork:
+    shard: Shard
+    elements: list[Any]  # SourceItems at first, then Samples
+    rejects: list[Reject] = field(default_factory=list)
+
+
+class LoadShard(beam.DoFn):
+    """Shard -> its inputs, read by the worker from the staging folder."""
+
+    def __init__(self, store: ShardStore) -> None:
+        self.store = store
+
+    def process(self, shard: Shard) -> Iterator[ShardWork]:
+        items = self.store.read_inputs(shard)
+        # Images on object storage are fetched together, not one request after the other as decode reads them.
+        prefetch([i.uri for i in items if i.data is None and i.frame_index is None and is_url(i.uri)])
+        yield ShardWork(shard, items)
+
+
+class OnShard(beam.DoFn):
+    """Run `stages` over a shard's elements: one at a time through all of them, or (`batch_size`) one batched
+    stage over batches of at most that many. `progress`: a folder where inputs done are counted."""
+
+    def __init__(self, stages: list[beam.DoFn], batch_size: int | None = None, progress: str | None = None) -> None:
+        if batch_size is not None and len(stages) != 1:
+            raise ValueError("a batched step runs exactly one stage")
+        self.stages = stages
+        self.batch_size = batch_size
+        self.progress = progress
+
+    def setup(self) -> None:
+        for stage in self.stages:
+            stage.setup()
+        self._progress = ProgressFile(self.progress) if self.progress else None
+
+    def teardown(self) -> None:
+        for stage in self.stages:
+            stage.teardown()
+
+    @staticmethod
+    def _route(outputs: Iterable[Any], kept: list[Any], rejects: list[Reject]) -> None:
+        for out in outputs:
+            if isinstance(out, beam.pvalue.TaggedOutput):
+                rejects.append(out.value)
+            else:
+                kept.append(out)
+
+    def process(self, work: ShardWork) -> Iterator[ShardWork]:
+        kept: list[Any] = []
+        if self.batch_size is not None:
+            stage = self.stages[0]
+            for start in range(0, len(work.elements), self.batch_size):
+                self._route(stage.process(work.elements[start:start + self.batch_size]), kept, work.rejects)
+        else:
+            for element in work.elements:
+                current = [element]
+                for stage in self.stages:
+                    following: list[Any] = []
+                    for one in current:
+                        self._route(stage.process(one), following, work.rejects)
+                    current = following
+                kept.extend(current)
+                if self._progress is not None:
+                    self._progress.add(1)
+        if self._progress is not None:
+            self._progress.flush()
+        work.elements = kept
+        yield work
+
+
+class SaveShard(beam.DoFn):
+    """Write a finished shard's outcome and marker; emit its faces, and its rejects on REJECTS."""
+
+    def __init__(self, store: ShardStore) -> None:
+        self.store = store
+
+    def setup(self) -> None:
+        self.done = Metrics.counter("shards", "processed")
+
+    def process(self, work: ShardWork) -> Iterator[Any]:
+        self.store.write_outcome(work.shard, work.elements, work.rejects)
+        self.done.inc()
+        yield from work.elements
+        for reject in work.rejects:
+            yield beam.pvalue.TaggedOutput(REJECTS, reject)
+
+
+class ReadShard(beam.DoFn):
+    """A shard an earlier run finished: its faces, and its rejects on REJECTS, read back from its outcome."""
+
+    def __init__(self, store: ShardStore) -> None:
+        self.store = store
+
+    def setup(self) -> None:
+        self.reused = Metrics.counter("shards", "reused")
+
+    def process(self, shard: Shard) -> Iterator[Any]:
+        faces, rejects = self.store.read_outcome(shard)
+        self.reused.inc()
+        yield from faces
+        for reject in rejects:
+            yield beam.pvalue.TaggedOutput(REJECTS, reject)
