@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from PIL import Image
 from s3_server import S3Server
 from s3_server import start as s3_start
@@ -21,6 +22,12 @@ from pipeline.sources.demo import demo_corpus_dir
 from pipeline.stages.align import AlignStage
 from pipeline.stages.decode import DecodeStage
 from pipeline.stages.detect import DetectStage
+
+# The same examples on every machine: a property test that passes here passes in CI, and one that
+# fails fails everywhere (HYPOTHESIS_PROFILE=explore draws new examples on each run).
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 SCHEMAS = PROJECT_ROOT / "schemas"
 TEMPLATE_FILE = SCHEMAS / "alignment_template.json"
