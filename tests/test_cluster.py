@@ -19,9 +19,10 @@ from apache_beam.options.pipeline_options import (
 from apache_beam.testing.util import assert_that, equal_to
 from google.protobuf import json_format
 
-from pipeline.build import build, pipeline_options, pipeline_runner
+from pipeline.build import build
 from pipeline.config import load_config
 from pipeline.errors import PipelineFailed
+from pipeline.runner import pipeline_options, pipeline_runner
 
 DATAFLOW = ["--project=my-project", "--region=europe-west4", "--temp_location=gs://my-bucket/tmp",
             "--sdk_container_image=europe-docker.pkg.dev/my-project/fea/worker:0.1.0",
@@ -110,8 +111,8 @@ def test_build_graph_serialises_for_a_remote_runner(monkeypatch, demo_dir, tmp_p
         build(config, progress=False, validate=False)
     proto = captured["proto"]
     names = {t.unique_name: t for t in proto.components.transforms.values()}
-    assert {"LoadShard", "Decode+Detect+Align+Measure", "Blendshapes", "AU+Synergy", "SaveShard", "ReadShard",
-            "Render", "Verify"} <= set(names)
+    assert {"LoadShard", "Decode+Detect+Fingerprint+Align+Measure", "Blendshapes", "AU+Synergy", "SaveShard",
+            "ReadShard", "Render", "Verify"} <= set(names)
     # Beam keeps resource hints on the transform's environment: only the AU model step asks for a GPU.
     envs = proto.components.environments
     accelerator = "beam:resources:accelerator:v1"
@@ -120,5 +121,5 @@ def test_build_graph_serialises_for_a_remote_runner(monkeypatch, demo_dir, tmp_p
     assert gpu_steps == {"Blendshapes"}, gpu_steps
     step = names["Blendshapes"]
     assert envs[step.environment_id].resource_hints[accelerator] == hint.encode()
-    assert accelerator not in envs[names["Decode+Detect+Align+Measure"].environment_id].resource_hints
+    assert accelerator not in envs[names["Decode+Detect+Fingerprint+Align+Measure"].environment_id].resource_hints
     assert captured["pipeline"] is not None
