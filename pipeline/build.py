@@ -116,13 +116,13 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmP
     knowledge = Knowledge.load(config)
     scratch = Path(tempfile.mkdtemp(prefix="fea-build-"))  # this machine's own files: progress, LLM ledger
     try:
-        steps = plan(config, knowledge, scratch)
-        shards = prepare_shards(config, staging, items, steps.versions)
+        build_plan = plan(config, knowledge, scratch)
+        shards = prepare_shards(config, staging, items, build_plan.versions)
         log.info("build: %d inputs (%d refused on reading) from %d source(s)",
                  len(items) + len(read_rejects), len(read_rejects), len(config.sources))
         p = new_pipeline(config)
         splits = sorted(set(config.split.ratios) | {i.split for i in items if i.split})
-        graph(p, config, steps, shards, read_rejects, splits, staging, str(scratch / "progress"))
+        wire(p, config, build_plan, shards, read_rejects, splits, staging, str(scratch / "progress"))
         pipeline_started = time.monotonic()
         result = run(p, config, target, staging, scratch / "progress", sum(s.size for s in shards.todo), progress)
         pipeline_seconds = time.monotonic() - pipeline_started
@@ -132,7 +132,7 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmP
         shutil.rmtree(scratch, ignore_errors=True)
     data_files, reject_files = staging.list_files()
     manifest = build_manifest(
-        config, knowledge, steps, items, counts, stage_counters=stage_counters(result), llm=llm or None,
+        config, knowledge, build_plan, items, counts, stage_counters=stage_counters(result), llm=llm or None,
         splits=splits, resume=shards.resume(config), build_seconds=round(time.monotonic() - started, 2),
         # Where the time went: set-up (inputs, plan, graph), the Beam run, the counts read back.
         timings_s={"setup": round(pipeline_started - started, 2), "pipeline": round(pipeline_seconds, 2),
@@ -174,16 +174,16 @@ def prepare_shards(config: Config, staging: BuildDir, items: list[SourceItem], v
     return Shards(store, [shard for shard, _ in parts], reused, todo)
 
 
-def graph(p: beam.Pipeline, config: Config, steps: Plan, shards: Shards, read_rejects: list[Reject],
-          splits: list[str], staging: BuildDir, progress: str) -> None:
-    """The build's graph: the image steps over the shards to do, the faces of all shards through the other
+def wire(p: beam.Pipeline, config: Config, build_plan: Plan, shards: Shards, read_rejects: list[Reject],
+         splits: list[str], staging: BuildDir, progress: str) -> None:
+    """The build's graph in `p`: the image steps over the shards to do, the faces of all shards through the other
     steps, rows by split into Parquet shards, and every reject into the rejects files."""
     stage_rejects: list = []
     work = (p
             | "Shards" >> beam.Create(shards.todo, reshuffle=False)
             | "Distribute" >> beam.Reshuffle()  # shards, not items, cross between workers: nothing is re-encoded
             | "LoadShard" >> beam.ParDo(LoadShard(shards.store)))
-    for label, step in on_shards(steps.image, progress):
+    for label, step in on_shards(build_plan.image, progress):
         work = work | label >> step
     fresh = work | "SaveShard" >> beam.ParDo(SaveShard(shards.store)).with_outputs(REJECTS, main="ok")
     again = (p
@@ -191,15 +191,15 @@ def graph(p: beam.Pipeline, config: Config, steps: Plan, shards: Shards, read_re
              | "ReadShard" >> beam.ParDo(ReadShard(shards.store)).with_outputs(REJECTS, main="ok"))
     stage_rejects += [fresh[REJECTS], again[REJECTS]]
     elements = (fresh.ok, again.ok) | "Faces" >> beam.Flatten()
-    for step in steps.faces:
+    for step in build_plan.faces:
         elements = step.apply(elements, stage_rejects)
-    rows = elements | "ToRows" >> beam.ParDo(ToRows(config.split, steps.versions))
+    rows = elements | "ToRows" >> beam.ParDo(ToRows(config.split, build_plan.versions))
     by_split = rows | "BySplit" >> beam.Partition(lambda row, _n: splits.index(row["split"]), len(splits))
     for name, part in zip(splits, by_split, strict=True):
         part | f"Write[{name}]" >> parquet_writer(staging.data_dir / name, arrow_schema("record"), config.output)
     (
         [p | "ReadRejects" >> beam.Create(read_rejects, reshuffle=False), *stage_rejects]
         | "AllRejects" >> beam.Flatten()
-        | "RejectRows" >> beam.Map(reject_row, steps.versions)
+        | "RejectRows" >> beam.Map(reject_row, build_plan.versions)
         | "WriteRejects" >> parquet_writer(staging.rejects_dir / "rejects", arrow_schema("reject"), config.output)
     )

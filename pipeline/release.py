@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.config import data_file
+from pipeline.config import DATA_DIR, data_file
 from pipeline.io.build_dir import BuildDir
 from pipeline.io.manifest import Manifest
 from pipeline.knowledge import packaged_emotions
@@ -31,7 +31,7 @@ TAGS = ["facial-expression-recognition", "action-units", "facs", "emotion", "ins
 LIMITATIONS = [
     "AUs are measured, not annotated: an AU head (`manifest.json` `au_head`, `au_source`) reads the MediaPipe "
     "Face Landmarker's blendshapes and FACS measures of its face mesh. The default head is derived from FACS "
-    "knowledge without AU labels (the project's `au_head_spec.json`); a head learned with `fea calibrate` on a "
+    f"knowledge without AU labels (`{DATA_DIR.name}/au_head_spec.json`); a head learned with `fea calibrate` on a "
     "FACS-coded corpus names that corpus. They are not FACS-coder labels, except for rows from corpora that ship "
     "FACS coding (CK+, DISFA, DISFA+, BP4D, RAF-AU, or a csv/jsonl `au_column`): there `au_intensity`/`au_present` "
     "take the corpus coding for the AUs it annotates (`au_annotated`) and the model estimate elsewhere; the two "
@@ -44,8 +44,8 @@ LIMITATIONS = [
     "Emotion labels come from the source corpora as given (file-name codes for the demo corpus, the corpus' "
     "CSV otherwise), mapped to 8 canonical categories. In-the-wild corpora are usually crowd-sourced: labels "
     "are noisy and reflect annotators' perception, not the person's felt emotion.",
-    "The FE-AU consistency score compares measured AUs with prototype patterns (the project's "
-    "`emotion_prototypes.json`); a conflict flag means the AUs weakly support the label, not that the label is wrong.",
+    f"The FE-AU consistency score compares measured AUs with prototype patterns (`{DATA_DIR.name}/"
+    "emotion_prototypes.json`); a conflict flag means the AUs weakly support the label, not that the label is wrong.",
     "Answers are rendered from templates: their wording is limited to the phrasings in `templates/`, "
     "so a model trained on them learns that style.",
     "Frames sampled from one video are near-duplicates (dedup leaves a clip's frames to its sampling rules); splits "
