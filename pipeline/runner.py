@@ -32,7 +32,7 @@ def pipeline_options(config: Config) -> PipelineOptions:
     return PipelineOptions(args)
 
 
-def pipeline_runner(config: Config, options: PipelineOptions):
+def pipeline_runner(config: Config, options: PipelineOptions) -> QuietWorkersRunner | None:
     """The runner object for `beam.Pipeline(runner=...)`; None lets Beam resolve `--runner` itself.
 
     For the DirectRunner this is Beam's FnApiRunner, built as the DirectRunner builds it. Left to
