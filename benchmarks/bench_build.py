@@ -121,12 +121,11 @@ def stage_profile(corpus: Path, limit: int = 200) -> dict:
     import pyarrow.parquet as pq
     from apache_beam.io.parquetio import _RowDictionariesToArrowTable
 
-    from pipeline.au.head import AUHead, feature_names
-    from pipeline.au.measures import MeshMeasures
     from pipeline.build import enumerate_inputs
     from pipeline.config import load_config
     from pipeline.io.rows import ToRows
     from pipeline.io.schema import arrow_schema
+    from pipeline.knowledge import Knowledge
     from pipeline.models.files import resolve_model
     from pipeline.stages.align import AlignStage
     from pipeline.stages.au import AUStage
@@ -135,27 +134,23 @@ def stage_profile(corpus: Path, limit: int = 200) -> dict:
     from pipeline.stages.fingerprint import FingerprintStage
     from pipeline.stages.measure import MeasureStage
     from pipeline.stages.render import RenderStage
-    from pipeline.stages.synergy import Prototypes, SynergyStage
+    from pipeline.stages.synergy import SynergyStage
     from pipeline.stages.verify import VerifyStage
-    from pipeline.vocabulary import load_au_vocabulary
+    from pipeline.templating import TemplateLibrary
 
     source = {"name": "bench", "kind": "csv", "path": str(corpus), "options": {"image_dir": "images"}, "limit": limit}
     config = load_config(None, ["dedup.enabled=false", "sources=" + json.dumps([source])])
     items, _ = enumerate_inputs(config)
     model = resolve_model("face_landmarker", config.detect.model_path)
-    read = config.resolve_input
-    measures = MeshMeasures.load(read(config.au.measures))
-    codes = [row["code"] for row in load_au_vocabulary(read(config.au.vocabulary))]
-    names = json.loads(read("schemas/blendshapes.json").read_text())["names"]
-    head = AUHead.load(read(config.au.head), codes).bind(feature_names(names, measures.names))
+    knowledge = Knowledge.load(config)
     stages = [
         DecodeStage(config.decode), DetectStage(config.detect, str(model.path)), FingerprintStage(config.dedup),
-        AlignStage(config.align, read("schemas/alignment_template.json")),
-        MeasureStage(measures),
-        AUStage(head, "bench"),
-        SynergyStage(config.synergy, Prototypes.load(read(config.synergy.prototypes))),
-        RenderStage(config.render, read(config.render.templates_dir), read(config.au.vocabulary)),
-        VerifyStage(),
+        AlignStage(config.align, knowledge.alignment_template),
+        MeasureStage(knowledge.measures),
+        AUStage(knowledge.head, "bench"),
+        SynergyStage(config.synergy, knowledge.prototypes),
+        RenderStage(config.render, TemplateLibrary(config.resolve_input(config.render.templates_dir), knowledge)),
+        VerifyStage(knowledge),
     ]
     for stage in stages:
         stage.setup()

@@ -29,16 +29,14 @@ sys.path.insert(0, str(ROOT / "tests"))
 from fake_openai import FakeOpenAI  # noqa: E402
 
 from pipeline.config import PROJECT_ROOT, LLMConfig  # noqa: E402
+from pipeline.knowledge import packaged  # noqa: E402
 from pipeline.record import Instruction, Sample, SourceItem  # noqa: E402
 from pipeline.stages.llm import LLMStage  # noqa: E402
-from pipeline.vocabulary import load_au_vocabulary  # noqa: E402
-
-VOCAB = PROJECT_ROOT / "schemas" / "au_vocabulary.csv"
 
 
 def instructions(n: int) -> list[Instruction]:
     """n description instructions whose requests all differ (a distinct reference answer each)."""
-    codes = [row["code"] for row in load_au_vocabulary(VOCAB)]
+    codes = packaged().codes
     out = []
     for i in range(n):
         intensity = np.zeros(len(codes), dtype=np.float32)
@@ -54,7 +52,7 @@ def instructions(n: int) -> list[Instruction]:
 def stage(server: FakeOpenAI, cache: Path, concurrency: int) -> LLMStage:
     cfg = LLMConfig(enabled=True, base_url=server.base_url, model="bench", api_key_env="FEA_BENCH_KEY",
                     max_retries=0, timeout_s=30, max_concurrency=concurrency)
-    s = LLMStage(cfg, str(PROJECT_ROOT / cfg.prompts), str(VOCAB), str(cache), str(cache / "budget.json"),
+    s = LLMStage(cfg, packaged(), str(PROJECT_ROOT / cfg.prompts), str(cache), str(cache / "budget.json"),
                  str(cache / "batch"), concurrency=concurrency)
     s.setup()
     return s

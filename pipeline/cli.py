@@ -407,7 +407,7 @@ def parser() -> argparse.ArgumentParser:
                        description=(__import__("pipeline.calibrate").calibrate.__doc__ or "").split("\n\n")[0])
     c.add_argument("builds", nargs="+", help="build folders (or URLs) whose rows carry corpus AU codes")
     c.add_argument("--output", "-o", type=_output_path, default=Path("au_head.calibrated.json"),
-                   help="AU head JSON to write (format of schemas/au_head.json)")
+                   help="AU head JSON to write (format of the default head, au_head.json)")
     c.add_argument("--min-positives", type=POSITIVE, default=10,
                    help="fewest coded positives (and negatives) to learn an AU's own model; rarer AUs keep the base "
                    "head's model, with its threshold re-chosen when that scores better")

@@ -18,6 +18,13 @@ from pipeline.io import storage
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PARAMS = PROJECT_ROOT / "params.yaml"
+# The packaged data (vocabularies, tables, schemas, model registry): named here only; others use `data_file`.
+DATA_DIR = PROJECT_ROOT / "schemas"
+
+
+def data_file(name: str) -> Path:
+    """A file of the packaged data folder, e.g. `data_file("au_vocabulary.csv")`."""
+    return DATA_DIR / name
 
 
 class ConfigError(ValueError):

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 import pyarrow.parquet as pq
 
-from pipeline.config import PROJECT_ROOT
+from pipeline.config import data_file
 from pipeline.io.build_dir import BuildDir
 from pipeline.io.manifest import AccountingError
 
@@ -27,7 +27,7 @@ FORMATS = ("llava", "sharegpt", "openai", "hf")
 IMAGE_MODES = ("copy", "none")
 MANIFEST = "export_manifest.json"
 BATCH_ROWS = 256
-_SPEC = json.loads((PROJECT_ROOT / "schemas" / "export_formats.json").read_text())
+_SPEC = json.loads(data_file("export_formats.json").read_text())
 ROLES: dict[str, str] = _SPEC["sharegpt_roles"]
 METADATA: list[str] = _SPEC["metadata_columns"]
 COLUMNS = sorted({*METADATA, "image", "conversations"})

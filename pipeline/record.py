@@ -27,7 +27,7 @@ class SourceItem:
     meta: dict[str, Any] = field(default_factory=dict)
     data: bytes | None = None  # encoded image bytes, for corpora that store pixels in a table (FER2013, HF)
     # FACS coding shipped with the corpus (CK+, DISFA, BP4D, RAF-AU): code ("AU12") -> intensity on the 0-5
-    # scale (1..5 = A..E, 0 = coded absent); see schemas/corpus_au.json. None: the corpus codes no AUs.
+    # scale (1..5 = A..E, 0 = coded absent); see corpus_au.json. None: the corpus codes no AUs.
     au_labels: dict[str, float] | None = None
     # The AUs the corpus codes for this item (an AU outside it is unknown, not absent; BP4D codes 12).
     # None together with au_labels = full FACS coding: every AU not listed in au_labels is absent.
@@ -54,7 +54,7 @@ class Sample:
     num_faces_detected: int = 0
     mesh: np.ndarray | None = None  # (478, 3) landmarks in source pixels (z in pixel-like units)
     blendshapes: np.ndarray | None = None  # (52,) scores in [0, 1]
-    face_measures: np.ndarray | None = None  # FACS geometric measures of the mesh (schemas/mesh_measures.json)
+    face_measures: np.ndarray | None = None  # FACS geometric measures of the mesh (mesh_measures.json)
     pose: tuple[float, float, float] = (0.0, 0.0, 0.0)  # yaw, pitch, roll in degrees
     bbox: list[float] = field(default_factory=list)
     landmarks_68: np.ndarray | None = None  # (68, 2) iBUG-68 points in source pixels (face-alignment backend)

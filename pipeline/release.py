@@ -4,7 +4,7 @@ The card is a Hugging Face dataset card (YAML front matter: licence, task catego
 with the data files of each split) followed by what a trainer needs to trust a release: sources and
 their licence terms, counts that add up, label and AU distributions, the AU extractor and every
 version, the params hash, and the known limitations. Licence terms come from the source options
-(`licence`, `licence_url`) or, by source kind, from `schemas/licences.json`.
+(`licence`, `licence_url`) or, by source kind, from the packaged `licences.json`.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from typing import Any
 
 import yaml
 
-from pipeline.config import PROJECT_ROOT
+from pipeline.config import DATA_DIR, data_file
 from pipeline.io.build_dir import BuildDir
 from pipeline.io.manifest import Manifest
+from pipeline.knowledge import packaged_emotions
 from pipeline.report.stats import UNLABELLED, BuildStats, load_stats
-from pipeline.sources.labels import canonical_emotions
 
-LICENCES_FILE = PROJECT_ROOT / "schemas" / "licences.json"
+LICENCES_FILE = data_file("licences.json")
 CARD_NAME = "README.md"
 TASK_CATEGORIES = ["image-text-to-text", "visual-question-answering", "image-classification"]
 TAGS = ["facial-expression-recognition", "action-units", "facs", "emotion", "instruction-tuning"]
@@ -31,7 +31,7 @@ TAGS = ["facial-expression-recognition", "action-units", "facs", "emotion", "ins
 LIMITATIONS = [
     "AUs are measured, not annotated: an AU head (`manifest.json` `au_head`, `au_source`) reads the MediaPipe "
     "Face Landmarker's blendshapes and FACS measures of its face mesh. The default head is derived from FACS "
-    "knowledge without AU labels (`schemas/au_head_spec.json`); a head learned with `fea calibrate` on a "
+    f"knowledge without AU labels (`{DATA_DIR.name}/au_head_spec.json`); a head learned with `fea calibrate` on a "
     "FACS-coded corpus names that corpus. They are not FACS-coder labels, except for rows from corpora that ship "
     "FACS coding (CK+, DISFA, DISFA+, BP4D, RAF-AU, or a csv/jsonl `au_column`): there `au_intensity`/`au_present` "
     "take the corpus coding for the AUs it annotates (`au_annotated`) and the model estimate elsewhere; the two "
@@ -44,8 +44,8 @@ LIMITATIONS = [
     "Emotion labels come from the source corpora as given (file-name codes for the demo corpus, the corpus' "
     "CSV otherwise), mapped to 8 canonical categories. In-the-wild corpora are usually crowd-sourced: labels "
     "are noisy and reflect annotators' perception, not the person's felt emotion.",
-    "The FE-AU consistency score compares measured AUs with prototype patterns (`schemas/emotion_prototypes.json`); "
-    "a conflict flag means the AUs weakly support the label, not that the label is wrong.",
+    f"The FE-AU consistency score compares measured AUs with prototype patterns (`{DATA_DIR.name}/"
+    "emotion_prototypes.json`); a conflict flag means the AUs weakly support the label, not that the label is wrong.",
     "Answers are rendered from templates: their wording is limited to the phrasings in `templates/`, "
     "so a model trained on them learns that style.",
     "Frames sampled from one video are near-duplicates (dedup leaves a clip's frames to its sampling rules); splits "
@@ -199,7 +199,7 @@ def _accounting(stats: BuildStats) -> list[str]:
 
 def _face_quality(stats: BuildStats) -> list[str]:
     """How the faces were found and how many are low-resolution: columns a trainer can filter on."""
-    c, params = stats.counts, stats.manifest.params
+    c, params = stats.counts, stats.manifest.params or {}
     faces = c.get("faces", 0)
     if not faces:
         return []
@@ -307,7 +307,7 @@ def build_limitations(stats: BuildStats) -> list[str]:
     unlabelled = stats.faces_by_emotion().get(UNLABELLED, 0)
     if faces and unlabelled:
         notes.append(f"{unlabelled / faces:.0%} of the faces have no emotion label; they carry AU tasks only.")
-    missing = [e for e in canonical_emotions() if e not in stats.faces_by_emotion()]
+    missing = [e for e in packaged_emotions().canonical if e not in stats.faces_by_emotion()]
     if missing:
         notes.append(f"No face is labelled {', '.join(missing)}: a model cannot learn them from this build.")
     return notes + LIMITATIONS

@@ -8,6 +8,8 @@ The element between these steps is a `ShardWork`: a shard and what has become of
 * `OnShard([Blendshapes], batch_size=64)`: one batched model stage (RunInference-style) over the shard's
   elements in batches; the step can carry a resource hint (an accelerator) of its own.
 
+`on_shards` makes these Beam steps from the plan's image steps (`pipeline.plan`).
+
 Every stage keeps its own counters and reject reasons (it runs through its own `process`), so the
 accounting guarantee of `pipeline.stages.base` holds as before. `SaveShard` writes the outcome and the
 marker (`pipeline.io.shards`) and hands the faces and rejects on; `ReadShard` hands on those of a shard
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -28,6 +30,9 @@ from pipeline.io.storage import is_url, prefetch
 from pipeline.progress import ProgressFile
 from pipeline.record import Reject
 from pipeline.stages.base import REJECTS
+
+if TYPE_CHECKING:
+    from pipeline.step import Step
 
 
 @dataclass
@@ -99,6 +104,31 @@ class OnShard(beam.DoFn):
             self._progress.flush()
         work.elements = kept
         yield work
+
+
+def on_shards(steps: list[Step], progress: str) -> list[tuple[str, beam.PTransform]]:
+    """The image steps as Beam steps over a shard: runs of one-element steps in one `OnShard`, each batched step
+    in one of its own (with its resource hint, if any). The first counts the inputs done in `progress`."""
+    out: list[tuple[str, beam.PTransform]] = []
+    pending: list[Step] = []
+
+    def flush() -> None:
+        if pending:
+            stages = [step.stage for step in pending]
+            out.append(("+".join(step.label for step in pending),
+                        beam.ParDo(OnShard(stages, progress=None if out else progress))))
+            pending.clear()
+
+    for step in steps:
+        if step.batch_size is None:
+            pending.append(step)
+            continue
+        flush()
+        batched = beam.ParDo(OnShard([step.stage], batch_size=step.batch_size))
+        out.append((step.label, batched.with_resource_hints(accelerator=step.accelerator) if step.accelerator
+                    else batched))
+    flush()
+    return out
 
 
 class SaveShard(beam.DoFn):

@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.config import PROJECT_ROOT
+from pipeline.config import data_file
 from pipeline.io.build_dir import SHARD_NAME, BuildDir, ManifestError, NotABuild, shard_split
 from pipeline.io.manifest import Manifest
 from pipeline.io.storage import is_remote, make_dirs
@@ -37,7 +37,7 @@ from pipeline.warm_process import WarmProcess
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FEATURES = PROJECT_ROOT / "schemas" / "record.features.json"
+DEFAULT_FEATURES = data_file("record.features.json")
 IMAGE_TOKEN = "<image>"
 COUNT_KEYS = ("inputs", "accepted_inputs", "rejected_inputs", "rows")
 
@@ -87,7 +87,7 @@ def validate_build(
     """Validate the build in `out_dir` and write `result.json` and `report.html`.
 
     They go to `report_dir` when given (created if needed), else to `<out_dir>/validation` when
-    `out_dir` exists. `features_path` defaults to schemas/record.features.json; up to
+    `out_dir` exists. `features_path` defaults to the packaged record.features.json; up to
     `sample_images` crops are decoded. `reverify_rows`: how many answers the grounding verifier
     re-reads (an even spread over the rows; None = every row). `suite_executor`: a helper process
     (`suite_process()`) that runs the GX suite on its own read of the rows while this process runs

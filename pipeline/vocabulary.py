@@ -1,4 +1,4 @@
-"""The AU vocabulary (schemas/au_vocabulary.csv): FACS code, number, name, face region, muscle.
+"""The AU vocabulary file (`au.vocabulary`, a CSV): FACS code, number, name, face region, muscle.
 
 Its row order is the order of every AU vector in a build (`au_intensity`).
 """
@@ -11,7 +11,8 @@ from typing import Any
 
 
 def load_au_vocabulary(path: str | Path) -> list[dict[str, Any]]:
-    """schemas/au_vocabulary.csv -> [{code, number, name, region, muscle}] in file (= vector) order."""
+    """The vocabulary CSV -> [{code, number, name, region, muscle}] in file (= vector) order. A build reads it
+    once, into its knowledge (`pipeline.knowledge`)."""
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
     return [

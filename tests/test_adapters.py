@@ -19,6 +19,7 @@ from conftest import DEMO_FACES, assert_reject, demo_face, run_stage
 from PIL import Image
 
 from pipeline.config import DecodeConfig
+from pipeline.knowledge import packaged_emotions
 from pipeline.record import Reject, Sample, SourceItem
 from pipeline.sources import BUILTIN, Source, SourceError
 from pipeline.sources.affectnet import AffectNetSource
@@ -27,7 +28,7 @@ from pipeline.sources.fer2013 import Fer2013Source
 from pipeline.sources.hf import HuggingFaceSource
 from pipeline.sources.jaffe import JaffeSource
 from pipeline.sources.jsonl import JsonlSource
-from pipeline.sources.labels import CORPUS_LABELS_FILE, canonical_emotions, corpus_label_map
+from pipeline.sources.labels import CORPUS_LABELS_FILE, corpus_label_map
 from pipeline.sources.rafdb import RafDbSource
 from pipeline.stages.decode import DecodeStage
 
@@ -64,7 +65,7 @@ def test_builtin_registry_and_label_data() -> None:
     for corpus, mapping in table.items():
         if corpus.startswith("_"):
             continue
-        assert set(mapping.values()) - {None} <= set(canonical_emotions()), corpus
+        assert set(mapping.values()) - {None} <= set(packaged_emotions().canonical), corpus
         assert corpus_label_map(corpus) == mapping
     with pytest.raises(SourceError, match="no label map"):
         corpus_label_map("nope")

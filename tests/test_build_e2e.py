@@ -14,7 +14,7 @@ from conftest import WILD_SAMPLE, require_shared
 from pipeline.cli import main
 from pipeline.grounding import disagreements
 from pipeline.io.schema import arrow_schema
-from pipeline.sources.labels import canonical_emotions
+from pipeline.knowledge import packaged_emotions
 
 SHARED = WILD_SAMPLE
 AU_CODE = re.compile(r"\bAU(\d+)\b")
@@ -83,7 +83,7 @@ def check_invariants(out: Path) -> dict:
         if row["task"] in LABEL_ONLY_TASKS:
             named = {f"AU{n}" for n in AU_CODE.findall(answers.upper())}
             assert named <= set(row["au_present"]), (row["source_item"], named, row["au_present"])
-            others = [e for e in canonical_emotions() if e != row["emotion"]]
+            others = [e for e in packaged_emotions().canonical if e != row["emotion"]]
             assert not [e for e in others if re.search(rf"\b{e}\b", answers)], (row["task"], answers)
         if row["task"] in ("fe_recognition", "fe_multiple_choice"):
             assert row["emotion"] in answers
@@ -110,7 +110,7 @@ def test_shared_corpus_accepts_at_least_90_percent(shared_build: Path) -> None:
     counts = manifest["counts"]
     assert counts["inputs"] == 185
     assert counts["accepted_inputs"] / counts["inputs"] >= 0.9
-    assert set(counts["rows_by_emotion"]) == set(canonical_emotions())
+    assert set(counts["rows_by_emotion"]) == set(packaged_emotions().canonical)
 
 
 def test_datasets_loads_decoded_images(shared_build: Path) -> None:

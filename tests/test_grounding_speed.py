@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import sys
@@ -34,8 +33,9 @@ from pipeline.grounding.claims import (
     np_scope,
     sentences,
 )
-from pipeline.grounding.lexicon import LEXICON_FILE, TOKEN_RE, Lexicon, Mention, load_lexicon, phrase_scan, words
+from pipeline.grounding.lexicon import TOKEN_RE, Lexicon, Mention, lexicon_of, phrase_scan, words
 from pipeline.grounding.tokens import AU_CODE_RE, DROPPED, NORMALISE, NUMBER_RE, Token, find_mentions, tokenise
+from pipeline.knowledge import packaged
 from pipeline.vocabulary import load_au_vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.verifier_eval import load_fixture  # noqa: E402
 from tests.test_render import every_template_conversation  # noqa: E402
 
-LEX = load_lexicon()
+LEX = lexicon_of()
 
 # ----------------------------------------------------------------------------- the reference
 # The original (un-gated, un-cached) implementation, verbatim but for names.
@@ -184,7 +184,7 @@ def assert_same(text: str) -> None:
 
 # ----------------------------------------------------------------------------- texts
 
-_DATA = json.loads(LEXICON_FILE.read_text())
+_DATA = packaged().lexicon
 _VOCAB = load_au_vocabulary(ROOT / "schemas" / "au_vocabulary.csv")
 _PHRASE_WORDS = sorted({w for e in _DATA["au_phrases"] for p in e["patterns"] for w in re.findall(r"[a-z]+", p)})
 _WORDS = sorted(

@@ -14,12 +14,14 @@ from fake_openai import FakeOpenAI, Reply, grounded_answer
 
 from pipeline.config import PROJECT_ROOT, LLMConfig, RenderConfig
 from pipeline.errors import LLMStopped
+from pipeline.knowledge import packaged
 from pipeline.llm.batch import import_results
 from pipeline.llm.cache import ResponseCache
 from pipeline.record import Instruction, Sample, SourceItem
 from pipeline.stages.llm import LLMStage
 from pipeline.stages.render import RenderStage
 from pipeline.stages.verify import VerifyStage
+from pipeline.templating import TemplateLibrary
 from pipeline.vocabulary import load_au_vocabulary
 
 VOCAB = PROJECT_ROOT / "schemas" / "au_vocabulary.csv"
@@ -42,7 +44,7 @@ def sample(name: str, emotion: str = "happiness", present: dict[str, float] | No
 
 def instructions(n: int, tasks=("description", "au_to_fe_reasoning")) -> list[Instruction]:
     stage = RenderStage(RenderConfig(tasks_per_face=len(tasks), mix={t: 1.0 for t in tasks}),
-                        PROJECT_ROOT / "templates", VOCAB)
+                        TemplateLibrary(PROJECT_ROOT / "templates"))
     # Varied AU levels, so that faces make different requests (identical requests are sent once).
     return [inst for i in range(n)
             for inst in stage.run(sample(f"face{i}", present={"AU6": 1.0 + i % 5, "AU12": 1.0 + (i // 5) % 5}))]
@@ -53,7 +55,7 @@ def make_stage(tmp_path: Path, server: FakeOpenAI, monkeypatch, **overrides) -> 
     cfg = LLMConfig(enabled=True, base_url=server.base_url, model="fake-model", api_key_env="FEA_TEST_KEY",
                     max_retries=overrides.pop("max_retries", 2), timeout_s=overrides.pop("timeout_s", 5.0),
                     **overrides)
-    stage = LLMStage(cfg, str(PROJECT_ROOT / cfg.prompts), str(VOCAB), str(tmp_path / "cache"),
+    stage = LLMStage(cfg, packaged(), str(PROJECT_ROOT / cfg.prompts), str(tmp_path / "cache"),
                      str(tmp_path / "budget.json"), str(tmp_path / "batch"),
                      concurrency=overrides.get("max_concurrency", cfg.max_concurrency))
     stage.setup()
@@ -232,8 +234,8 @@ def test_corpus_text_never_reaches_a_prompt(tmp_path, server, monkeypatch) -> No
 
 
 def test_start_up_checks_fail_before_any_worker(monkeypatch) -> None:
-    from pipeline.build import check_llm
     from pipeline.config import ConfigError, load_config
+    from pipeline.plan import check_llm
 
     monkeypatch.setenv("FEA_TEST_KEY", KEY)
     config = load_config(overrides=["llm.enabled=true", "llm.api_key_env=FEA_TEST_KEY", "llm.tasks={nope: rewrite}"])

@@ -14,6 +14,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.config import AUConfig, load_config
+from pipeline.knowledge import packaged
 from pipeline.models import files
 from pipeline.models.files import ModelFileError, resolve_weights
 from pipeline.models.random_weights import write_fan_2d, write_pyfeat_xgb_au
@@ -52,7 +53,7 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 def mapping() -> PyFeatAUMapping:
-    return PyFeatAUMapping.load(SCHEMAS / "pyfeat_to_au.json", SCHEMAS / "au_vocabulary.csv")
+    return PyFeatAUMapping.load(SCHEMAS / "pyfeat_to_au.json", packaged().codes)
 
 
 def test_mapping_covers_the_vocabulary_and_scales_probabilities() -> None:

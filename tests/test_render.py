@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from jinja2.sandbox import SecurityError
 
-from pipeline.config import RenderConfig
+from pipeline.config import ConfigError, RenderConfig
+from pipeline.knowledge import packaged
 from pipeline.record import Instruction, Reject, Sample, SourceItem
 from pipeline.stages.render import RenderStage, choose_tasks
 from pipeline.templating import (
@@ -31,6 +32,7 @@ VOCAB_PATH = ROOT / "schemas" / "au_vocabulary.csv"
 EMOTIONS = json.loads((ROOT / "schemas" / "emotions.json").read_text())["canonical"]
 PROTOTYPES = json.loads((ROOT / "schemas" / "emotion_prototypes.json").read_text())["emotions"]
 VOCAB = load_au_vocabulary(VOCAB_PATH)
+KNOWLEDGE = packaged()
 CODES = [row["code"] for row in VOCAB]
 AU_RE = re.compile(r"\bAU\d+\b")
 # What each task's answer must state, for the families whose answers name nothing but the labels
@@ -103,7 +105,7 @@ def every_template_conversation():
     """(task, answer index, context, conversation) for every answer phrasing of every task over 60 varied
     faces and the example contexts, each turn at that answer index (modulo its count), question 0."""
     lib = TemplateLibrary(TEMPLATES)
-    contexts = [build_context(s, VOCAB, PROTOTYPES, f"0|{s.face_id}") for s in varied_samples(60)]
+    contexts = [build_context(s, KNOWLEDGE, f"0|{s.face_id}") for s in varied_samples(60)]
     contexts += [dict(c) for c in EXAMPLE_CONTEXTS]
     for task in lib.tasks:
         requires, turns = lib.requires(task), lib.turn_counts(task)
@@ -122,7 +124,7 @@ def library() -> TemplateLibrary:
 
 
 def make_stage(**cfg: object) -> RenderStage:
-    stage = RenderStage(RenderConfig(**cfg), TEMPLATES, VOCAB_PATH)
+    stage = RenderStage(RenderConfig(**cfg), TemplateLibrary(TEMPLATES))
     stage.setup()
     return stage
 
@@ -180,7 +182,7 @@ def test_templates_do_not_contain_image_token() -> None:
 @pytest.mark.parametrize("task", sorted(MENTIONS))
 def test_every_phrasing_renders_and_states_exactly_the_labels(library: TemplateLibrary, task: str) -> None:
     samples = varied_samples(40)
-    contexts = [build_context(s, VOCAB, PROTOTYPES) for s in samples] + [dict(c) for c in EXAMPLE_CONTEXTS]
+    contexts = [build_context(s, KNOWLEDGE) for s in samples] + [dict(c) for c in EXAMPLE_CONTEXTS]
     n_q, n_a = library.counts(task)
     for context in contexts:
         if "emotion" in library.requires(task) and context["emotion"] is None:
@@ -201,7 +203,7 @@ def test_build_context() -> None:
     sample = make_sample(
         "happiness", {"AU6": 2.96, "AU12": 4.04, "AU25": 1.0}, ["AU12", "AU6", "AU9"], consistency=0.8
     )
-    ctx = build_context(sample, VOCAB, PROTOTYPES)
+    ctx = build_context(sample, KNOWLEDGE)
     assert ctx["emotion"] == "happiness"
     assert ctx["au_codes"] == ["AU12", "AU6", "AU25"]  # strongest first
     assert ctx["aus"][0] == {
@@ -218,7 +220,7 @@ def test_build_context() -> None:
     assert [au["code"] for au in ctx["evidence_aus"]] == ["AU12", "AU6"]  # absent AU9 never cited
     assert ctx["consistency"] == 0.8 and ctx["conflict"] is False
     with pytest.raises(ValueError):
-        build_context(make_sample(None, {"AU99": 2.0}), VOCAB, PROTOTYPES)
+        build_context(make_sample(None, {"AU99": 2.0}), KNOWLEDGE)
 
 
 def test_intensity_levels() -> None:
@@ -248,11 +250,11 @@ def test_stage_outputs_are_valid_instructions() -> None:
         assert all(isinstance(o, Instruction) for o in outputs)
         assert len({o.task for o in outputs}) == 2
         for inst in outputs:
-            context = build_context(sample, VOCAB, PROTOTYPES, f"0|{sample.face_id}|{inst.task}")
+            context = build_context(sample, KNOWLEDGE, f"0|{sample.face_id}|{inst.task}")
             assert inst.sample is sample
             assert inst.template_id.split("/")[0] == inst.task
             if sample.item.emotion is None:
-                assert "emotion" not in stage._library.requires(inst.task)
+                assert "emotion" not in stage.library.requires(inst.task)
             check_conversation(inst.conversations)
             if inst.task in MENTIONS:
                 check_answer(inst.task, inst.conversations[1]["content"], context)
@@ -287,7 +289,7 @@ def test_no_emotion_skips_emotion_tasks_and_rejects_when_nothing_fits() -> None:
     stage = make_stage(tasks_per_face=len(ALL_TASKS))
     tasks = {o.task for o in stage.run(unlabelled)}
     assert tasks == {"au_recognition", "description", "au_intensity", "au_verification"}
-    assert all("emotion" not in stage._library.requires(t) for t in tasks)
+    assert all("emotion" not in stage.library.requires(t) for t in tasks)
 
     only_fe = make_stage(mix={"fe_recognition": 1.0})
     (out,) = list(only_fe.run(unlabelled))
@@ -302,10 +304,9 @@ def test_no_emotion_skips_emotion_tasks_and_rejects_when_nothing_fits() -> None:
     assert inst.task == "fe_recognition"
 
 
-def test_unknown_task_in_mix_fails_at_setup() -> None:
-    stage = RenderStage(RenderConfig(mix={"fe_recognition": 1.0, "nope": 1.0}), TEMPLATES, VOCAB_PATH)
-    with pytest.raises(ValueError, match="nope"):
-        stage.setup()
+def test_unknown_task_in_mix_fails_where_the_stage_is_made() -> None:
+    with pytest.raises(ConfigError, match="render.mix names tasks without templates: \\['nope'\\]"):
+        RenderStage(RenderConfig(mix={"fe_recognition": 1.0, "nope": 1.0}), TemplateLibrary(TEMPLATES))
 
 
 # ----------------------------------------------------------------------------- broken templates

@@ -126,7 +126,7 @@ def hostile_sample(emotion: str | None) -> Sample:
 @pytest.mark.parametrize("emotion", ["happiness", None])
 def test_metadata_is_never_evaluated_as_a_template(emotion: str | None) -> None:
     mix = dict.fromkeys(["fe_recognition", "au_recognition", "au_to_fe_reasoning", "description"], 1.0)
-    stage = RenderStage(RenderConfig(mix=mix, tasks_per_face=4), TEMPLATES, VOCAB_PATH)
+    stage = RenderStage(RenderConfig(mix=mix, tasks_per_face=4), TemplateLibrary(TEMPLATES))
     stage.setup()
     outputs = list(stage.run(hostile_sample(emotion)))
     assert outputs and not any(isinstance(o, Reject) for o in outputs)

@@ -13,12 +13,12 @@ from conftest import assert_reject
 from PIL import Image
 
 from pipeline.config import Config, SourceConfig
+from pipeline.knowledge import packaged_emotions
 from pipeline.record import Reject, SourceItem
 from pipeline.sources import make_source
 from pipeline.sources.base import SourceError
 from pipeline.sources.demo import DemoSource
 from pipeline.sources.folder_csv import CsvSource
-from pipeline.sources.labels import canonical_emotions
 
 WILD_COUNTS = {"neutral": 30, "happiness": 30, "surprise": 25, "sadness": 25, "anger": 25, "disgust": 25,
                "fear": 16, "contempt": 9}
@@ -234,7 +234,7 @@ def test_wild_sample_lists_185_labelled_items(wild_dir):
     items = list(CsvSource("wild", wild_dir, {"image_dir": "images", "subject_pattern": r"^(.+)_\d+$"}).items())
     assert len(items) == 185
     assert all(isinstance(i, SourceItem) for i in items), [i for i in items if isinstance(i, Reject)][:3]
-    assert set(i.emotion for i in items) <= set(canonical_emotions())
+    assert set(i.emotion for i in items) <= set(packaged_emotions().canonical)
     assert Counter(i.emotion for i in items) == WILD_COUNTS
     assert all(i.source_item.startswith("images/") and Path(i.uri).is_file() for i in items)
     assert len({i.key for i in items}) == 185

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import RenderConfig, SynergyConfig
+from pipeline.knowledge import packaged
 from pipeline.record import Instruction, Sample, SourceItem
 from pipeline.stages.render import RenderStage
 from pipeline.stages.synergy import Prototypes, SynergyStage
@@ -84,13 +85,13 @@ def samples() -> list[Sample]:
 
 
 def stage(**cfg: object) -> RenderStage:
-    s = RenderStage(RenderConfig(**cfg), TEMPLATES, VOCAB_PATH, PROTOTYPES_PATH)
+    s = RenderStage(RenderConfig(**cfg), TemplateLibrary(TEMPLATES))
     s.setup()
     return s
 
 
 def context(sample: Sample, task: str, seed: int = 0) -> dict:
-    return build_context(sample, VOCAB, PROTOTYPES.table, f"{seed}|{sample.face_id}|{task}")
+    return build_context(sample, packaged(), f"{seed}|{sample.face_id}|{task}")
 
 
 def every_phrasing(library: TemplateLibrary, task: str, ctx: dict):

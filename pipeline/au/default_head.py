@@ -1,15 +1,14 @@
 """The default AU head, derived from FACS knowledge and a reference population, without AU labels.
 
-schemas/au_head_spec.json says, for each AU, which face features show it and with which sign (FACS
+The head spec (the packaged au_head_spec.json) says, for each AU, which face features show it and with which sign (FACS
 appearance changes: the blendshapes that move the same muscles and the mesh measures of
-schemas/mesh_measures.json), and one rule for all AUs: an AU is present when the mean of its signed
+mesh_measures.json), and one rule for all AUs: an AU is present when the mean of its signed
 evidence lies `tau` robust standard deviations above the reference population's median. The
 reference population is one or more builds of unposed, mostly resting faces; its per-feature median
 and spread (1.4826 x MAD, at least `min_scale`) are fixed in the head file, so a face's AUs never
 depend on the other faces of a build.
 
-    python -m pipeline.au.default_head build/fitw build/demo --spec schemas/au_head_spec.json \\
-        --output schemas/au_head.json
+    python -m pipeline.au.default_head build/fitw build/demo    # packaged au_head_spec.json -> au_head.json
 """
 
 from __future__ import annotations
@@ -88,14 +87,14 @@ def derive(spec: dict[str, Any], faces: FaceTable, codes: list[str]) -> AUHead:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from pipeline.config import PROJECT_ROOT
+    from pipeline.config import data_file
     from pipeline.vocabulary import load_au_vocabulary
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("reference", nargs="+", type=Path, help="builds of the reference population")
-    ap.add_argument("--spec", type=Path, default=PROJECT_ROOT / "schemas" / "au_head_spec.json")
-    ap.add_argument("--vocabulary", type=Path, default=PROJECT_ROOT / "schemas" / "au_vocabulary.csv")
-    ap.add_argument("--output", type=Path, default=PROJECT_ROOT / "schemas" / "au_head.json")
+    ap.add_argument("--spec", type=Path, default=data_file("au_head_spec.json"))
+    ap.add_argument("--vocabulary", type=Path, default=data_file("au_vocabulary.csv"))
+    ap.add_argument("--output", type=Path, default=data_file("au_head.json"))
     args = ap.parse_args(argv)
     codes = [row["code"] for row in load_au_vocabulary(args.vocabulary)]
     head = derive(json.loads(args.spec.read_text()), read_faces(args.reference), codes)

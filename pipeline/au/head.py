@@ -13,7 +13,7 @@ An AU may supersede others (FACS: a stretched mouth, AU27, is scored instead of 
 where it is present, they are held just below the occurrence threshold.
 A head is a function of the face alone: nothing about labels, corpus or file name reaches it.
 
-Two kinds of head share the format: the default (schemas/au_head.json, derived from FACS knowledge by
+Two kinds of head share the format: the default (au_head.json, derived from FACS knowledge by
 pipeline/au/default_head.py) and heads learned from FACS-coded builds by `fea calibrate`
 (pipeline/au/fit.py). The file also says where each AU's model came from and how well it is known
 to work (`quality`), which the dataset card and report repeat.
@@ -77,6 +77,12 @@ class AUHead:
     @property
     def fitted_on(self) -> list[str]:
         return list(self.meta.get("fitted_on", []))
+
+    def summary(self) -> dict[str, Any]:
+        """What the manifest and dataset card say about the head: its name, version, origin and known accuracy."""
+        return {"name": self.name, "version": self.version, "method": self.meta.get("method"),
+                "fitted_on": self.fitted_on, "origin": self.origin, "quality": self.quality,
+                "quality_source": self.meta.get("quality_source")}
 
     # -- reading and writing ------------------------------------------------------------------------------
 
@@ -145,7 +151,7 @@ class AUHead:
         unknown = [f for f in self.features if f not in available]
         if unknown:
             raise HeadError(f"AU head {self.tag} needs feature(s) the face stage does not measure: "
-                            f"{', '.join(unknown[:8])} (check schemas/mesh_measures.json)")
+                            f"{', '.join(unknown[:8])} (check the mesh measures, au.measures)")
         self._columns = np.array([available.index(f) for f in self.features], dtype=np.int64)
         return self
 

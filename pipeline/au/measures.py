@@ -1,6 +1,6 @@
 """FACS appearance changes as scale-free geometric measures on the 478-point face mesh.
 
-The measures are data (schemas/mesh_measures.json): each names mesh points and a kind (distance,
+The measures are data (mesh_measures.json, param `au.measures`): each names mesh points and a kind (distance,
 height on the face's up axis, ratio); lengths are divided by a rigid length of the face (the
 inter-ocular distance for horizontal ones, the nose length for vertical ones), so face size, in-plane
 rotation and, mostly, turning the head do not change them. Computed once per face by the AU stage and written to the
@@ -82,6 +82,22 @@ class MeshMeasures:
         return cls(names, kinds, f"mesh-measures@{spec['version']}", _averaging_matrix(first),
                    _averaging_matrix(second), np.array(owner), np.array(denominator),
                    np.array(list(norms.values()), dtype=np.int64), np.array(norm_of), tuple(spec["up"]))
+
+    def __getstate__(self) -> dict:
+        # The averaging matrices are nearly all zeros: pickled by their non-zero entries, since the measures
+        # travel to every worker (in the knowledge and the measure stage).
+        state = dict(self.__dict__)
+        for key in ("_first", "_second"):
+            rows, cols = np.nonzero(state[key])
+            state[key] = (state[key].shape, rows, cols, state[key][rows, cols])
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        for key in ("_first", "_second"):
+            shape, rows, cols, values = state[key]
+            state[key] = np.zeros(shape, dtype=np.float64)
+            state[key][rows, cols] = values
+        self.__dict__.update(state)
 
     def compute(self, mesh: np.ndarray) -> np.ndarray:
         """(478, 3) mesh in pixel units -> (len(names),) float32 measures."""

@@ -8,12 +8,12 @@ Used on every template output and every LLM-written text. The public API:
     verdict = verify(text, emotion="happiness", au_present=["AU6", "AU12"], task="fe_recognition")
     verdict.grounded, verdict.reasons        # False, ("affirms absent AU4 (brow lowerer)",) ...
 
-The modules, in the order a text goes through them: `lexicon` (the knowledge, loaded once),
+The modules, in the order a text goes through them: `lexicon` (the knowledge, compiled once),
 `prefilter` (cheap tests that skip regexes which cannot match), `tokens` (text -> tokens and
 mentions), `claims` (tokens -> claims), `verdict` (claims against the labels).
 
-How a text is read (rule-based, no model; knowledge in schemas/grounding_lexicon.json and
-schemas/emotions.json "mentions", AU names from schemas/au_vocabulary.csv):
+How a text is read (rule-based, no model; knowledge from `pipeline.knowledge`: the grounding lexicon,
+the emotions' "mentions", the AU names of the build's vocabulary; `verify(..., knowledge=...)`):
 
 * Mentions: emotion words and synonyms; AU codes ("AU12", "AU 12", "AU-12", "action unit 12",
   "AUs 6 and 12", "AU6+AU12", "AU 1, 2 and 5"); FACS names ("lip corner puller") and common

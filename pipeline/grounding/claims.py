@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from pipeline.grounding.lexicon import Mention, load_lexicon
+from pipeline.grounding.lexicon import Mention, compiled_lexicon, lexicon_of
 from pipeline.grounding.tokens import Token, tokenise
+from pipeline.knowledge import Knowledge
 
 _HARD = {".", "!", "?", ";", ":", "\n"}
 _SOFT = {",", "—", "–", "-"}
@@ -161,18 +162,20 @@ def framed(clause: list[Token], i: int) -> bool:
     return any("frame" in t.cats for t in clause[max(0, i - 3) : i])
 
 
-def extract_claims(text: str) -> Claims:
-    """The emotions and AUs that `text` affirms, denies or hedges (see the package docstring)."""
+def extract_claims(text: str, knowledge: Knowledge | None = None) -> Claims:
+    """The emotions and AUs that `text` affirms, denies or hedges (see the package docstring), read with the
+    lexicon of `knowledge` (the packaged knowledge by default)."""
     if not isinstance(text, str):
         raise TypeError(f"extract_claims needs a str, got {type(text).__name__}")
+    lex = lexicon_of(knowledge)
     # Texts repeat across rows (templates, multi-turn answers); a str subclass skips the cache (its
     # hash or equality might not be the value's).
-    return cached_claims(text) if type(text) is str else claims_from_tokens(tokenise(text, load_lexicon()))
+    return cached_claims(text, lex.key) if type(text) is str else claims_from_tokens(tokenise(text, lex))
 
 
 @lru_cache(maxsize=4096)
-def cached_claims(text: str) -> Claims:
-    return claims_from_tokens(tokenise(text, load_lexicon()))
+def cached_claims(text: str, lexicon_key: str) -> Claims:
+    return claims_from_tokens(tokenise(text, compiled_lexicon(lexicon_key)))
 
 
 def claims_from_tokens(tokens: list[Token]) -> Claims:

@@ -1,25 +1,19 @@
-"""The grounding lexicon, loaded once: emotion words, AU phrasings with their pre-filters, and cues.
+"""The grounding lexicon, compiled once per process and knowledge: emotion words, AU phrasings with their
+pre-filters, and cues.
 
-Knowledge in schemas/grounding_lexicon.json and schemas/emotions.json "mentions"; AU names from
-schemas/au_vocabulary.csv.
+From the knowledge (`pipeline.knowledge`): its grounding lexicon (grounding_lexicon.json), the emotions'
+"mentions", and the AU names of its vocabulary, so a build verifies with the vocabulary it renders with.
 """
 
 from __future__ import annotations
 
-import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from pipeline.config import PROJECT_ROOT
 from pipeline.grounding.prefilter import literal_gate, longest_match, lower_case_twin
-from pipeline.sources.labels import emotion_mentions
-from pipeline.vocabulary import load_au_vocabulary
-
-LEXICON_FILE = PROJECT_ROOT / "schemas" / "grounding_lexicon.json"
-AU_VOCABULARY_FILE = PROJECT_ROOT / "schemas" / "au_vocabulary.csv"
+from pipeline.knowledge import Knowledge, packaged
 
 # Words, numbers and single punctuation marks: how texts and lexicon phrases are split.
 TOKEN_RE = re.compile(r"\d+(?:\.\d+)?|[a-z]+(?:'[a-z]+)?|[^\sa-z\d]", re.IGNORECASE)
@@ -65,12 +59,30 @@ class Lexicon:
     cue_lengths: dict[str, tuple[int, ...]]  # first word -> lengths of the cues it starts, longest first
     negation_words: frozenset[str]
     tasks_stating_emotion: frozenset[str]
+    key: str  # the knowledge's fingerprint: which lexicon a cached reading was made with
 
 
-@cache
-def load_lexicon(lexicon_path: str = str(LEXICON_FILE), vocabulary_path: str = str(AU_VOCABULARY_FILE)) -> Lexicon:
-    data = json.loads(Path(lexicon_path).read_text())
-    emotion_of = {word.lower(): emotion for emotion, spellings in emotion_mentions().items() for word in spellings}
+_COMPILED: dict[str, Lexicon] = {}  # by knowledge fingerprint: the regexes are compiled once per process
+
+
+def lexicon_of(knowledge: Knowledge | None = None) -> Lexicon:
+    """The compiled lexicon of `knowledge` (the packaged knowledge by default)."""
+    knowledge = knowledge or packaged()
+    lex = _COMPILED.get(knowledge.fingerprint)
+    if lex is None:
+        lex = _COMPILED[knowledge.fingerprint] = compile_lexicon(
+            knowledge.lexicon, knowledge.au_vocabulary, knowledge.emotions.mentions, knowledge.fingerprint)
+    return lex
+
+
+def compiled_lexicon(key: str) -> Lexicon:
+    """A lexicon `lexicon_of` compiled in this process, by its key."""
+    return _COMPILED[key]
+
+
+def compile_lexicon(data: dict[str, Any], vocabulary: Sequence[Mapping[str, Any]],
+                    mentions: Mapping[str, list[str]], key: str = "") -> Lexicon:
+    emotion_of = {word.lower(): emotion for emotion, spellings in mentions.items() for word in spellings}
     emotion_re = re.compile(
         r"\b(" + "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in sorted(emotion_of, key=len, reverse=True))
         + r")\b",
@@ -79,7 +91,7 @@ def load_lexicon(lexicon_path: str = str(LEXICON_FILE), vocabulary_path: str = s
     modifiers = sorted(data["modifiers"], key=len, reverse=True)
     mod = r"(?:(?:" + "|".join(re.escape(m).replace(r"\ ", " ") for m in modifiers) + r") ){0,3}"
     phrases: list[tuple[re.Pattern, tuple[str, ...], str]] = []
-    for row in load_au_vocabulary(vocabulary_path):
+    for row in vocabulary:
         # The FACS name itself, its plural, and hyphenated spellings ("lip-corner puller").
         name = re.escape(row["name"]).replace(r"\ ", "[- ]")
         phrases.append((re.compile(rf"\b{name}s?\b", re.IGNORECASE), (row["code"],), "all"))
@@ -108,6 +120,7 @@ def load_lexicon(lexicon_path: str = str(LEXICON_FILE), vocabulary_path: str = s
                      for w in {k[0] for k in cues if k}},
         negation_words=negation_words,
         tasks_stating_emotion=frozenset(data["tasks_stating_emotion"]),
+        key=key,
     )
 
 
@@ -142,6 +155,6 @@ def _grouped_twin(emotion_re: re.Pattern, emotion_of: dict[str, str]) -> re.Patt
     )
 
 
-def tasks_stating_emotion() -> frozenset[str]:
-    """Tasks whose answer must affirm the labelled emotion (schemas/grounding_lexicon.json)."""
-    return load_lexicon().tasks_stating_emotion
+def tasks_stating_emotion(knowledge: Knowledge | None = None) -> frozenset[str]:
+    """Tasks whose answer must affirm the labelled emotion (the grounding lexicon's `tasks_stating_emotion`)."""
+    return frozenset((knowledge or packaged()).lexicon["tasks_stating_emotion"])

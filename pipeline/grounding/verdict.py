@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 
 from pipeline.grounding.claims import Claims, extract_claims
-from pipeline.grounding.lexicon import AU_VOCABULARY_FILE, tasks_stating_emotion
-from pipeline.sources.labels import canonical_emotions
-from pipeline.vocabulary import load_au_vocabulary
+from pipeline.grounding.lexicon import tasks_stating_emotion
+from pipeline.knowledge import Knowledge, packaged
 
 
 @dataclass(frozen=True)
@@ -22,11 +19,6 @@ class Verdict:
     claims: Claims
 
 
-@cache
-def _au_names(vocabulary_path: str = str(AU_VOCABULARY_FILE)) -> dict[str, str]:
-    return {row["code"]: row["name"] for row in load_au_vocabulary(vocabulary_path)}
-
-
 def _au_label(key: str, names: dict[str, str]) -> str:
     return " or ".join(f"{c} ({names[c]})" if c in names else c for c in key.split("|"))
 
@@ -36,7 +28,7 @@ def verify(
     emotion: str | None,
     au_present: Iterable[str],
     task: str | None = None,
-    au_vocabulary: str | Path | None = None,
+    knowledge: Knowledge | None = None,
     must_state_emotion: bool | None = None,
 ) -> Verdict:
     """Check the claims of `text` against a face's labels.
@@ -46,11 +38,12 @@ def verify(
     without affirming the label, or, for a task that must state the emotion
     (`tasks_stating_emotion()`, or `must_state_emotion`), does not affirm the label. With no label
     (`emotion` None) only AU claims are checked, except that such a task may not name an emotion.
-    `au_vocabulary` (the CSV; default schemas/au_vocabulary.csv) gives the AU names used in reasons
-    and the AUs that are measured.
+    `knowledge` (default: the packaged one) gives the lexicon the text is read with, the AU names used
+    in reasons, the AUs that are measured and the canonical emotions: a build passes its own.
     """
-    claims = extract_claims(text)
-    names = _au_names(str(au_vocabulary or AU_VOCABULARY_FILE))
+    knowledge = knowledge or packaged()
+    claims = extract_claims(text, knowledge)
+    names = knowledge.au_names
     present = set(au_present)
     reasons: list[str] = []
 
@@ -70,12 +63,12 @@ def verify(
         for code in key.split("|"):
             if code in present:
                 reasons.append(f"denies present {_au_label(code, names)}")
-    must = must_state_emotion if must_state_emotion is not None else task in tasks_stating_emotion()
+    must = must_state_emotion if must_state_emotion is not None else task in tasks_stating_emotion(knowledge)
     if emotion is None and must and (claims.affirmed_emotions or claims.hedged_emotions):
         names_ = sorted(claims.affirmed_emotions | claims.hedged_emotions)
         reasons.append(f"states {', '.join(names_)} but the face has no emotion label")
     if emotion is not None:
-        if emotion not in canonical_emotions():
+        if emotion not in knowledge.emotions.canonical:
             reasons.append(f"label {emotion!r} is not a canonical emotion")
         for other in sorted(claims.affirmed_emotions - {emotion}):
             reasons.append(f"affirms {other} but the label is {emotion}")
@@ -89,6 +82,7 @@ def verify(
     return Verdict(not reasons, tuple(reasons), claims)
 
 
-def disagreements(answer: str, emotion: str | None, au_present: Iterable[str], task: str | None) -> list[str]:
+def disagreements(answer: str, emotion: str | None, au_present: Iterable[str], task: str | None,
+                  knowledge: Knowledge | None = None) -> list[str]:
     """Reasons `answer` disagrees with the labels; empty when it is grounded (`verify(...).reasons`)."""
-    return list(verify(answer, emotion, au_present, task).reasons)
+    return list(verify(answer, emotion, au_present, task, knowledge).reasons)

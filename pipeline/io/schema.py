@@ -1,4 +1,4 @@
-"""The record and reject schemas, read from schemas/*.features.json (never inferred from data).
+"""The record and reject schemas, read from the packaged *.features.json (never inferred from data).
 
 They are Hugging Face `datasets` Features, so the Arrow schema carries the metadata that makes
 `datasets` decode the `image` column as images; the schema version is added to the metadata.
@@ -12,14 +12,12 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline.config import PROJECT_ROOT
-
-SCHEMAS = PROJECT_ROOT / "schemas"
+from pipeline.config import data_file
 
 
 @cache
 def _spec(name: str) -> dict:
-    return json.loads((SCHEMAS / f"{name}.features.json").read_text())
+    return json.loads(schema_file(name).read_text())
 
 
 @cache
@@ -39,4 +37,4 @@ def schema_version(name: str = "record") -> str:
 
 
 def schema_file(name: str) -> Path:
-    return SCHEMAS / f"{name}.features.json"
+    return data_file(f"{name}.features.json")

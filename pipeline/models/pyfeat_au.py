@@ -8,7 +8,7 @@ aligned crop (resized to py-feat's 112 px face size) and the 68 landmarks in tha
 the same kind of input as inside py-feat.
 
 The weights (one skops file) come from the Hugging Face repo py-feat/xgb_au, resolved offline by
-`resolve_weights`; the skops file is loaded trusting only the types listed in schemas/models.json.
+`resolve_weights`; the skops file is loaded trusting only the types listed in the packaged models.json.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def load_xgb_au(model_file: ModelFile):
     refused = sorted(set(unknown) - allowed)
     if refused:
         raise ModelFileError(f"{MODEL_NAME}: {model_file.path} holds types outside the allow-list "
-                             f"(schemas/models.json trusted_types): {', '.join(refused)}")
+                             f"(models.json trusted_types): {', '.join(refused)}")
     import feat.au_detectors.StatLearning.SL_test as sl
 
     loaded = load(model_file.path, trusted=list(unknown))

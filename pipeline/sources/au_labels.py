@@ -1,4 +1,4 @@
-"""Corpus FACS annotations -> SourceItem.au_labels: one AU numbering, one 0-5 scale (schemas/corpus_au.json).
+"""Corpus FACS annotations -> SourceItem.au_labels: one AU numbering, one 0-5 scale (corpus_au.json).
 
 Corpora write AUs as "1", "01", "AU01", "au1" or with a laterality/region prefix ("L12", "R2", "B25", "T4"
 in RAF-AU): all become the vocabulary spelling "AU12" (laterality is not kept: the record codes the face).
@@ -13,10 +13,10 @@ import re
 from functools import cache
 from pathlib import Path
 
-from pipeline.config import PROJECT_ROOT
+from pipeline.config import data_file
 from pipeline.sources.base import SourceError
 
-CORPUS_AU_FILE = PROJECT_ROOT / "schemas" / "corpus_au.json"
+CORPUS_AU_FILE = data_file("corpus_au.json")
 INTENSITY_MAX = 5.0
 _CODE = re.compile(r"^(?:[LRBT](?=\d))?(?:AU)?0*(?P<number>\d+)$", re.IGNORECASE)
 
@@ -92,7 +92,7 @@ def parse_au_list(text: str) -> dict[str, float] | None:
 
     '1+2+12', 'AU1,AU2', '1B+2C+12D' (FACS intensity letters A-E = 1-5), '12:4' (a 0-5 value) and
     laterality prefixes ('L12') are understood; an AU without intensity gets the occurrence value of
-    schemas/corpus_au.json. '0', 'none' or '-' mean coded with no AU present; an empty cell means not
+    corpus_au.json. '0', 'none' or '-' mean coded with no AU present; an empty cell means not
     coded. ValueError (with the token) for anything else.
     """
     cell = (text or "").strip()

@@ -9,9 +9,9 @@ FERA 2015 challenge, Valstar et al. 2015):
                                          one row per coded frame; 1 = present, 0 = absent, 9 = not coded
     AUCoding/AU_INT/AU06/F001_T1_AU06.csv   "frame,intensity" 0-5 (9 = not coded), for AU6 10 12 14 17
 
-The path may be the BP4D root or hold a BP4D/ folder. 12 AUs are coded (schemas/corpus_au.json):
+The path may be the BP4D root or hold a BP4D/ folder. 12 AUs are coded (corpus_au.json):
 1 2 4 6 7 10 12 14 15 17 23 24; other columns are ignored, a 9 leaves the AU unknown for that frame.
-An occurrence without intensity gets the occurrence value of schemas/corpus_au.json; an AU_INT value
+An occurrence without intensity gets the occurrence value of corpus_au.json; an AU_INT value
 replaces it. AU23 has no vocabulary column: it stays on the SourceItem, out of the record.
 Frames: one item per frame image that has an AU_OCC row, chosen by `sampling` (rate, default 1 per
 second of 25 fps; or peaks, see pipeline/sources/frames.py). Subject = F001, meta task = T1. No emotion

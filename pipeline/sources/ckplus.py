@@ -14,7 +14,7 @@ One item per sequence: the peak frame (the frame the Emotion/FACS files name, el
 the FACS coding as corpus AU labels (full FACS: an AU not listed is absent) and the emotion when the
 sequence has one. Option `neutral_first_frame` (default false) adds the first frame as neutral, without AU
 labels (CK+ codes only the peak). Subject = S005. No official split. Intensity 0 ("unspecified") gets the
-occurrence value of schemas/corpus_au.json. Rejects: malformed_facs / malformed_emotion (the file and
+occurrence value of corpus_au.json. Rejects: malformed_facs / malformed_emotion (the file and
 line), unknown_label, no_frames.
 """
 

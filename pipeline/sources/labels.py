@@ -1,50 +1,26 @@
-"""Corpus label harmonisation: any corpus' emotion words -> the canonical 8 (schemas/emotions.json)."""
+"""Corpus label harmonisation: any corpus' emotion words or codes -> the canonical 8 of the emotion vocabulary
+(`pipeline.knowledge.Emotions`)."""
 
 from __future__ import annotations
 
 import json
 from functools import cache
 
-from pipeline.config import PROJECT_ROOT
+from pipeline.config import data_file
+from pipeline.knowledge import packaged_emotions
 from pipeline.sources.base import SourceError
 
-EMOTIONS_FILE = PROJECT_ROOT / "schemas" / "emotions.json"
-
-
-@cache
-def _emotions() -> dict:
-    return json.loads(EMOTIONS_FILE.read_text())
-
-
-def emotion_mentions() -> dict[str, list[str]]:
-    """Words that, in generated text, claim each canonical emotion (for the grounding check)."""
-    return dict(_emotions()["mentions"])
-
-
-def emotion_adjectives() -> dict[str, str]:
-    """Canonical emotion -> the adjective a person "looks" (anger -> angry), for question phrasing."""
-    return dict(_emotions()["adjectives"])
-
-
-def canonical_emotions() -> list[str]:
-    return list(_emotions()["canonical"])
-
-
-@cache
-def _synonym_table() -> dict[str, str]:
-    return {syn.lower(): canon for canon, syns in _emotions()["synonyms"].items() for syn in syns}
+CORPUS_LABELS_FILE = data_file("corpus_labels.json")
 
 
 def canonical_emotion(raw: str, extra: dict[str, str] | None = None) -> str | None:
     """The canonical emotion for a corpus label, or None if the label is unknown."""
+    emotions = packaged_emotions()
     key = raw.strip().lower()
     if extra and key in {k.lower() for k in extra}:
         mapped = {k.lower(): v for k, v in extra.items()}[key]
-        return mapped if mapped in canonical_emotions() else None
-    return _synonym_table().get(key)
-
-
-CORPUS_LABELS_FILE = PROJECT_ROOT / "schemas" / "corpus_labels.json"
+        return mapped if mapped in emotions.canonical else None
+    return emotions.synonyms.get(key)
 
 
 @cache

@@ -11,7 +11,7 @@ image. L, R, B, T represent Left only, Right only, Bottom only and Top only"):
 
 UNSURE: the field separator and an intensity suffix are read leniently: whitespace separates image and
 AUs, a trailing intensity letter A-E on a code ("12C") becomes 1-5; without one the AU gets the
-occurrence value of schemas/corpus_au.json. The laterality prefix is dropped (the record codes the face).
+occurrence value of corpus_au.json. The laterality prefix is dropped (the record codes the face).
 The coding is full FACS: an AU not listed is absent. Codes outside the AU vocabulary stay on the
 SourceItem. RAF-AU is a separate release from RAF-DB basic (other images), so the rafdb adapter does
 not read it. No subjects, no official split. Options: aligned (default false).

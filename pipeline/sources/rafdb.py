@@ -12,7 +12,7 @@ The official train/test split is the file-name prefix. RAF-DB names no subjects.
 Options: aligned (default false: read original/, since the pipeline detects and aligns itself).
 The path may be the release root (holding basic/) or basic/ itself.
 
-Also home of the helpers every corpus adapter shares: the label maps of schemas/corpus_labels.json.
+Also home of the helpers every corpus adapter shares: the label maps of corpus_labels.json.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """AU estimation: the AU head (pipeline/au/head.py) applied to the face's blendshapes and mesh measures.
 
-The head is data (schemas/au_head.json by default, or a head learned with `fea calibrate`); its
+The head is data (`au.head`: the default au_head.json, or a head learned with `fea calibrate`); its
 output is aligned to the AU vocabulary order. It reads the face alone: the item's labels never reach
 it. A corpus FACS coding, where the item has one, is merged afterwards (`merge_corpus_aus`).
 """

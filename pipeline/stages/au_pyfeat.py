@@ -1,9 +1,9 @@
 """AU backend `pyfeat`: py-feat's xgb AU detector on the aligned crop + 68 landmarks, batched.
 
-RunInference-style like the torch-blendshapes stage: the model is loaded once per worker (`setup`),
-batches come from `beam.BatchElements`, and a failed batch becomes one `internal_error` reject per
-sample. It replaces the blendshape->AU stage: it sets au_intensity / au_present / au_source itself,
-through schemas/pyfeat_to_au.json (py-feat AU -> vocabulary AU, probability -> 0-5 scale).
+A batched stage like the torch-blendshapes stage: the model is loaded once per worker (`setup`), and a
+failed batch becomes one `internal_error` reject per sample. It replaces the blendshape->AU stage: it sets
+au_intensity / au_present / au_source itself, through the mapping `au.pyfeat_mapping` (py-feat AU ->
+vocabulary AU, probability -> 0-5 scale).
 The 68 landmarks are the face-alignment backend's when present, else the MediaPipe mesh sampled at
 py-feat's own iBUG-68 <- mesh-478 index map (`feat.utils.blendshape_to_au.DLIB68_FROM_MP478`).
 """
@@ -11,21 +11,19 @@ py-feat's own iBUG-68 <- mesh-478 index map (`feat.utils.blendshape_to_au.DLIB68
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import apache_beam as beam
 import cv2
 import numpy as np
-from apache_beam.metrics import Metrics
 
-from pipeline.record import Reject, Sample
+from pipeline.record import Sample
 from pipeline.stages.au import merge_corpus_aus
-from pipeline.stages.base import REJECTS, describe
-from pipeline.vocabulary import load_au_vocabulary
+from pipeline.stages.base import ModelStage, describe
 
-STAGE = "au"
+if TYPE_CHECKING:
+    from pipeline.models.pyfeat_au import PyFeatAU
 
 
 @dataclass(frozen=True)
@@ -38,9 +36,9 @@ class PyFeatAUMapping:
     version: str
 
     @classmethod
-    def load(cls, mapping_file: Path, vocabulary_file: Path) -> PyFeatAUMapping:
+    def load(cls, mapping_file: Path, codes: list[str]) -> PyFeatAUMapping:
+        """The mapping file, checked against the AU vocabulary's `codes`."""
         spec = json.loads(Path(mapping_file).read_text())
-        codes = [row["code"] for row in load_au_vocabulary(vocabulary_file)]
         sources = {target: key for key, target in spec["aus"].items()}
         unknown = sorted((set(sources) | set(spec["not_measured"])) - set(codes))
         unaccounted = [c for c in codes if c not in sources and c not in spec["not_measured"]]
@@ -49,7 +47,7 @@ class PyFeatAUMapping:
                              f"nor listed in not_measured {unaccounted}")
         if not 0 < spec["occurrence_threshold"] <= spec["scale"]:
             raise ValueError(f"{mapping_file}: occurrence_threshold must lie in (0, scale]")
-        return cls(codes, sources, list(spec["not_measured"]), float(spec["scale"]),
+        return cls(list(codes), sources, list(spec["not_measured"]), float(spec["scale"]),
                    float(spec["occurrence_threshold"]), f"pyfeat-map@{spec['version']}")
 
     def intensities(self, probs: np.ndarray, au_keys: list[str]) -> np.ndarray:
@@ -80,59 +78,56 @@ def landmarks_68_in_crop(sample: Sample) -> np.ndarray:
     return cv2.transform(points[None].astype(np.float32), sample.align_matrix)[0]
 
 
-class PyFeatAUStage(beam.DoFn):
+class PyFeatAUStage(ModelStage):
+    name = "au"
+    reasons = ("no_landmarks",)
+
     def __init__(self, mapping: PyFeatAUMapping, weights_dir: str | None, device: str | None) -> None:
+        super().__init__()
         self.mapping = mapping
         self.weights_dir = weights_dir
         self.device = device
-        self.model = None
 
-    def setup(self) -> None:
-        import torch
-
+    def load_model(self) -> PyFeatAU:  # imported here: torch and py-feat load in the worker only
         from pipeline.models.pyfeat_au import PyFeatAU
 
-        self.model = PyFeatAU(self.weights_dir, self.device)
-        if self.model.device.type == "cpu":
-            torch.set_num_threads(1)  # Beam runs one worker per core; more threads oversubscribe
+        return PyFeatAU(self.weights_dir, self.device)
+
+    def setup(self) -> None:
+        super().setup()
         self.source_tag = f"model:{self.model.version}+{self.mapping.version}"
-        self.batches = Metrics.distribution(STAGE, "batch_size")
-        self.counters = {what: Metrics.counter(STAGE, what)
-                         for what in ("in", "out", "reject.no_landmarks", "reject.internal_error")}
 
-    def _reject(self, sample: Sample, reason: str, detail: str) -> beam.pvalue.TaggedOutput:
-        self.counters[f"reject.{reason}"].inc()
-        return beam.pvalue.TaggedOutput(REJECTS, Reject.of(sample.item, STAGE, reason, detail, sample.image_sha256))
-
-    def process(self, batch: list[Sample]) -> Iterator:
-        self.batches.update(len(batch))
-        self.counters["in"].inc(len(batch))
+    def run_batch(self, batch: list[Sample]) -> list[list[Any]]:
+        results: list[list[Any]] = [[] for _ in batch]
         ready, crops, points = [], [], []
-        for sample in batch:
+        for i, sample in enumerate(batch):
             try:
                 crop = cv2.imdecode(np.frombuffer(sample.crop_jpeg, np.uint8), cv2.IMREAD_COLOR)
                 if crop is None:
                     raise ValueError("aligned crop does not decode")
                 points.append(landmarks_68_in_crop(sample))
                 crops.append(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))
-                ready.append(sample)
+                ready.append(i)
             except Exception as exc:  # noqa: BLE001 - one bad face is its own reject, not the batch's
-                yield self._reject(sample, "no_landmarks", describe(exc))
+                results[i] = [self.reject(sample, "no_landmarks", describe(exc))]
         if not ready:
-            return
+            return results
+        # The faces that reached the model fail together (the base would reject the whole batch; the faces
+        # refused above keep their own reason).
         try:
             probs = self.model.predict(np.stack(crops), np.stack(points))
             intensity = self.mapping.intensities(probs, self.model.au_keys)
-        except Exception as exc:  # noqa: BLE001 - a failed batch is a reject per sample, never a failed run
-            for sample in ready:
-                yield self._reject(sample, "internal_error", describe(exc))
-            return
-        for sample, row in zip(ready, intensity, strict=True):
+        except Exception as exc:  # noqa: BLE001 - a failed batch is a reject per face, never a failed run
+            for i in ready:
+                results[i] = [self.reject(batch[i], "internal_error", describe(exc))]
+            return results
+        for i, row in zip(ready, intensity, strict=True):
+            sample = batch[i]
             sample.mesh = None  # last user of the mesh
             sample.au_intensity = row
             sample.au_present = self.mapping.present(row)
             sample.au_source = self.source_tag
             if sample.item.au_labels is not None:  # a corpus coding wins where it codes the AU; both kept
                 merge_corpus_aus(sample, self.mapping.codes)
-            self.counters["out"].inc()
-            yield sample
+            results[i] = [sample]
+        return results

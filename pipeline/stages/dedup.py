@@ -208,39 +208,36 @@ def face_residual(a: Fingerprint, b: Fingerprint, check: FaceCheckConfig) -> tup
     return float(np.abs(diff[keep]).max()), ""
 
 
-class FindCandidates(beam.DoFn):
+# How many pairs the search found and the second check judged. Counted by plain functions: finding pairs
+# takes no face in and sends none on (the faces pass through DedupStage, a Stage with the accounting).
+PAIR_COUNTERS = {what: Metrics.counter(STAGE, f"pairs.{what}") for what in ("exact", "candidates", "confirmed",
+                                                                              "distinct")}
+
+
+def find_candidates(group: tuple[tuple, Iterable[tuple]], cfg: DedupConfig) -> Iterator:
     """One band group -> exact copies (`Pair`s, tagged EXACT) and near candidates ((pair id, (earlier, later,
     hash distance)) on the main output): pairs within the Hamming radius, of different inputs, met in the
     first band they share."""
-
-    def __init__(self, cfg: DedupConfig) -> None:
-        self.cfg = cfg
-
-    def setup(self) -> None:
-        self.counters = {what: Metrics.counter(STAGE, what) for what in ("pairs.exact", "pairs.candidates")}
-
-    def process(self, group: tuple[tuple, Iterable[tuple]]) -> Iterator:
-        (band, _), members = group
-        members = list(members)
-        if len(members) < 2:  # most groups: nothing to compare
-            return
-        cfg = self.cfg
-        faces = sorted((face_of(ref) for ref in members), key=lambda f: f.order)
-        cut = [bands(f.phash, cfg.hash_bits, cfg.max_hash_distance + 1)[:band] for f in faces]
-        for i, j, distance in close_pairs([f.phash for f in faces], cfg.hash_bits, cfg.max_hash_distance):
-            earlier, later = faces[i], faces[j]
-            if earlier.input == later.input:
-                continue  # two faces of one photo, or frames of one clip
-            if any(x == y for x, y in zip(cut[i], cut[j], strict=True)):
-                continue  # judged in the group of an earlier band they share
-            if earlier.sha == later.sha:  # the same file: the same face if it has the same index, else another
-                if earlier.order[-1] == later.order[-1]:
-                    self.counters["pairs.exact"].inc()
-                    yield beam.pvalue.TaggedOutput(EXACT, Pair(
-                        earlier, later, EXACT, f"the same file (sha256 {later.sha[:16]}) as {earlier.label}"))
-                continue
-            self.counters["pairs.candidates"].inc()
-            yield (earlier.order, later.order), (earlier, later, distance)
+    (band, _), members = group
+    members = list(members)
+    if len(members) < 2:  # most groups: nothing to compare
+        return
+    faces = sorted((face_of(ref) for ref in members), key=lambda f: f.order)
+    cut = [bands(f.phash, cfg.hash_bits, cfg.max_hash_distance + 1)[:band] for f in faces]
+    for i, j, distance in close_pairs([f.phash for f in faces], cfg.hash_bits, cfg.max_hash_distance):
+        earlier, later = faces[i], faces[j]
+        if earlier.input == later.input:
+            continue  # two faces of one photo, or frames of one clip
+        if any(x == y for x, y in zip(cut[i], cut[j], strict=True)):
+            continue  # judged in the group of an earlier band they share
+        if earlier.sha == later.sha:  # the same file: the same face if it has the same index, else another
+            if earlier.order[-1] == later.order[-1]:
+                PAIR_COUNTERS["exact"].inc()
+                yield beam.pvalue.TaggedOutput(EXACT, Pair(
+                    earlier, later, EXACT, f"the same file (sha256 {later.sha[:16]}) as {earlier.label}"))
+            continue
+        PAIR_COUNTERS["candidates"].inc()
+        yield (earlier.order, later.order), (earlier, later, distance)
 
 
 def ask_for_views(candidate: tuple) -> Iterator[tuple[tuple, tuple]]:
@@ -260,26 +257,18 @@ def answer_with_view(joined: tuple[tuple, dict]) -> Iterator[tuple[tuple, tuple]
             yield pair_id, (role, view)
 
 
-class ConfirmPairs(beam.DoFn):
+def confirm_pair(joined: tuple[tuple, dict], cfg: DedupConfig) -> Iterator[Pair]:
     """A candidate pair with both views -> a near-copy `Pair` when the second check says the same photograph."""
-
-    def __init__(self, cfg: DedupConfig) -> None:
-        self.cfg = cfg
-
-    def setup(self) -> None:
-        self.counters = {what: Metrics.counter(STAGE, what) for what in ("pairs.confirmed", "pairs.distinct")}
-
-    def process(self, joined: tuple[tuple, dict]) -> Iterator[Pair]:
-        _, parts = joined
-        (earlier, later, distance), = parts["candidate"]
-        views = dict(parts["view"])
-        copy, _, how = same_photo(fingerprint_of(views[0]), fingerprint_of(views[1]), self.cfg.check)
-        if not copy:
-            self.counters["pairs.distinct"].inc()
-            return
-        self.counters["pairs.confirmed"].inc()
-        yield Pair(earlier, later, NEAR,
-                   f"a copy of {earlier.label}: source hashes {distance}/{self.cfg.hash_bits} bits apart, {how}")
+    _, parts = joined
+    (earlier, later, distance), = parts["candidate"]
+    views = dict(parts["view"])
+    copy, _, how = same_photo(fingerprint_of(views[0]), fingerprint_of(views[1]), cfg.check)
+    if not copy:
+        PAIR_COUNTERS["distinct"].inc()
+        return
+    PAIR_COUNTERS["confirmed"].inc()
+    yield Pair(earlier, later, NEAR,
+               f"a copy of {earlier.label}: source hashes {distance}/{cfg.hash_bits} bits apart, {how}")
 
 
 def decide(pairs: Iterable[Pair]) -> dict[tuple, tuple[str, str, str]]:
@@ -329,7 +318,7 @@ class Deduplicate(beam.PTransform):
                  | "Refs" >> beam.Map(lambda face: face[0])
                  | "BandKeys" >> beam.FlatMap(candidate_keys, self.cfg)
                  | "Bands" >> beam.GroupByKey()
-                 | "FindCandidates" >> beam.ParDo(FindCandidates(self.cfg)).with_outputs(EXACT, main="near"))
+                 | "FindCandidates" >> beam.FlatMap(find_candidates, self.cfg).with_outputs(EXACT, main="near"))
         # Each face's view travels once; the few candidate pairs collect the two they need.
         views = faces | "Views" >> beam.Map(lambda face: (face[0][0], face[1]))
         asks = found.near | "Asks" >> beam.FlatMap(ask_for_views)
@@ -337,7 +326,7 @@ class Deduplicate(beam.PTransform):
             answer_with_view)
         confirmed = ({"candidate": found.near, "view": answers}
                      | "JoinPairs" >> beam.CoGroupByKey()
-                     | "Confirm" >> beam.ParDo(ConfirmPairs(self.cfg)))
+                     | "Confirm" >> beam.FlatMap(confirm_pair, self.cfg))
         # Confirmed copies are few (one pair per duplicate): one worker decides them all, in one order.
         rejected = ((found[EXACT], confirmed)
                     | "Pairs" >> beam.Flatten()

@@ -1,12 +1,13 @@
 """LLM stage: rewrite template answers, or write reasoning, from the labels through an OpenAI-compatible API.
 
-Batched (`beam.BatchElements`) so one worker call has many requests in flight: each worker process runs
+A batched stage (`beam.BatchElements`) so one worker call has many requests in flight: each worker process runs
 `concurrency` requests at once (the build divides `llm.max_concurrency` among its workers, so the total
 never exceeds it). Every request is looked up in the response cache first; only misses are sent, and
 only while the token budget lasts. The stage only fetches: it attaches the texts to the instruction
 (`llm_answers`) and the verify stage decides whether they replace the template text. A failure after
 the client's retries marks the instruction (`llm_status` failed, with the reason) and it keeps its
-template text, or, with `on_error: stop`, stops the build (responses so far stay cached).
+template text, or, with `on_error: stop`, stops the build (responses so far stay cached). The stage never
+rejects on its own: an instruction leaves it with its texts attached or as it came.
 """
 
 from __future__ import annotations
@@ -14,34 +15,33 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import apache_beam as beam
-from apache_beam.metrics import Metrics
-
 from pipeline.config import LLMConfig
 from pipeline.errors import LLMStopped
+from pipeline.knowledge import Knowledge
 from pipeline.llm.batch import request_line
 from pipeline.llm.budget import TokenBudget
 from pipeline.llm.cache import ResponseCache, request_key
 from pipeline.llm.client import ChatClient, Completion, LLMFailure
 from pipeline.llm.prompts import PromptBook, labels_of, request_body
 from pipeline.record import Instruction
+from pipeline.stages.base import BatchStage
 from pipeline.templating import IMAGE_TOKEN
-from pipeline.vocabulary import load_au_vocabulary
-
-STAGE = "llm"
 
 
-class LLMStage(beam.DoFn):
-    def __init__(self, cfg: LLMConfig, prompts_path: str, vocabulary_path: str, cache_dir: str,
+class LLMStage(BatchStage):
+    name = "llm"
+    stops_run = (LLMStopped,)  # llm.on_error: stop
+
+    def __init__(self, cfg: LLMConfig, knowledge: Knowledge, prompts_path: str, cache_dir: str,
                  budget_ledger: str, batch_dir: str, concurrency: int) -> None:
+        super().__init__()
         self.cfg = cfg
+        self.vocabulary = list(knowledge.au_vocabulary)  # the labels a prompt states, named as the build names them
         self.prompts_path = prompts_path
-        self.vocabulary_path = vocabulary_path
         self.cache_dir = cache_dir
         self.budget_ledger = budget_ledger
         self.batch_dir = batch_dir
@@ -50,7 +50,6 @@ class LLMStage(beam.DoFn):
 
     def setup(self) -> None:
         self.book = PromptBook(self.prompts_path)
-        self.vocabulary = load_au_vocabulary(self.vocabulary_path)
         self.cache = ResponseCache(self.cache_dir)
         self.budget = TokenBudget(self.budget_ledger, self.cfg.budget_tokens)
         if self.cfg.mode == "online":
@@ -58,9 +57,6 @@ class LLMStage(beam.DoFn):
             api_key = os.environ.get(self.cfg.api_key_env, "")
             self.client = ChatClient(self.cfg.base_url, api_key, self.cfg.timeout_s, self.cfg.max_retries)
         self.pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="llm")
-        self.counters = {name: Metrics.counter(STAGE, name) for name in (
-            "in", "out", "requests", "cache_hits", "prompt_tokens", "completion_tokens", "failed",
-            "budget_exhausted", "pending_batch")}
 
     def teardown(self) -> None:
         if getattr(self, "pool", None):
@@ -98,10 +94,9 @@ class LLMStage(beam.DoFn):
         self.budget.settle(estimate, sum(completion.usage.values()) or estimate)
         return completion
 
-    # ------------------------------------------------------------------ Beam entry point
+    # ------------------------------------------------------------------ the batch
 
-    def process(self, batch: list[Instruction]) -> Iterator[Instruction]:
-        self.counters["in"].inc(len(batch))
+    def run_batch(self, batch: list[Instruction]) -> list[list[Instruction]]:
         jobs = [(inst, i, body, request_key(body)) for inst in batch for i, body in self.requests_of(inst)]
         results: dict[str, Completion | LLMFailure] = {}
         pending: dict[str, Any] = {}
@@ -111,7 +106,7 @@ class LLMStage(beam.DoFn):
                 continue
             hit = self.cache.get(key)
             if hit is not None:
-                self.counters["cache_hits"].inc()
+                self.count("cache_hits")
                 results[key] = Completion(hit["content"], hit.get("usage") or {}, hit.get("model"))
             elif self.cfg.mode == "batch-export":
                 results[key] = LLMFailure("pending_batch", "request written to the Batch-API export")
@@ -119,15 +114,15 @@ class LLMStage(beam.DoFn):
             else:
                 pending[key] = self.pool.submit(self._send, body)
         for key, future in pending.items():
-            self.counters["requests"].inc()
+            self.count("requests")
             try:
                 completion = future.result()
             except LLMFailure as failure:
                 results[key] = failure
                 continue
             self.cache.put(key, completion.content, completion.usage, completion.model)
-            self.counters["prompt_tokens"].inc(completion.usage.get("prompt_tokens", 0))
-            self.counters["completion_tokens"].inc(completion.usage.get("completion_tokens", 0))
+            self.count("prompt_tokens", completion.usage.get("prompt_tokens", 0))
+            self.count("completion_tokens", completion.usage.get("completion_tokens", 0))
             results[key] = completion
         if export:
             Path(self.batch_dir).mkdir(parents=True, exist_ok=True)
@@ -135,8 +130,7 @@ class LLMStage(beam.DoFn):
             part.write_text("".join(line + "\n" for line in export))
         for inst in batch:
             self._attach(inst, [(i, results[key]) for j, i, _, key in jobs if j is inst])
-            self.counters["out"].inc()
-            yield inst
+        return [[inst] for inst in batch]
 
     def _attach(self, inst: Instruction, answers: list[tuple[int, Completion | LLMFailure]]) -> None:
         if not answers:
@@ -155,5 +149,5 @@ class LLMStage(beam.DoFn):
             if self.cfg.on_error == "stop":
                 raise LLMStopped(f"LLM endpoint failed ({failure}); llm.on_error is 'stop'")
             inst.llm_status = "failed"
-        self.counters[inst.llm_status].inc()
+        self.count(inst.llm_status)
         inst.llm_detail = str(failure)[:300]

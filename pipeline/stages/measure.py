@@ -1,4 +1,4 @@
-"""Measure: FACS appearance measures of the face mesh (schemas/mesh_measures.json), for every AU backend.
+"""Measure: FACS appearance measures of the face mesh (`au.measures`), for every AU backend.
 
 They go to the record (`face_measures`), so AU heads can be learned from a build (`fea calibrate`),
 and feed the AU head. Rejects: degenerate_mesh (no usable geometry, e.g. both eye centres in one point).

@@ -13,15 +13,12 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-from pipeline.config import PROJECT_ROOT, RenderConfig
+from pipeline.config import RenderConfig
 from pipeline.record import Instruction, Sample
 from pipeline.stages.base import Stage
-from pipeline.stages.synergy import Prototypes
 from pipeline.templating import TemplateLibrary, build_context
-from pipeline.vocabulary import load_au_vocabulary
 
 
 def requirements_met(requires: tuple[str, ...] | list[str], sample: Sample) -> bool:
@@ -49,39 +46,20 @@ def choose_tasks(weights: dict[str, float], k: int, seed_key: str) -> list[str]:
 
 
 class RenderStage(Stage):
+    """Renders with `library` (built once, by the plan) in the vocabulary, emotions and prototypes of its
+    knowledge. A `render.mix` naming a task without templates fails here, where the plan is made."""
+
     name = "render"
     reasons = ("no_renderable_task",)
 
-    def __init__(
-        self,
-        render_cfg: RenderConfig,
-        templates_dir: str | Path,
-        vocabulary_path: str | Path,
-        prototypes_path: str | Path = PROJECT_ROOT / "schemas" / "emotion_prototypes.json",
-    ) -> None:
+    def __init__(self, render_cfg: RenderConfig, library: TemplateLibrary) -> None:
         super().__init__()
+        library.check_mix(render_cfg.mix)
         self.cfg = render_cfg
-        self.templates_dir = str(templates_dir)
-        self.vocabulary_path = str(vocabulary_path)
-        self.prototypes_path = str(prototypes_path)
-        self._library: TemplateLibrary | None = None
-        self._vocabulary: list[dict[str, Any]] = []
-        self._prototypes: dict[str, dict[str, list[str]]] = {}
-
-    def setup(self) -> None:
-        library = TemplateLibrary(self.templates_dir)
-        unknown = sorted(set(self.cfg.mix) - set(library.tasks))
-        if unknown:
-            raise ValueError(f"render.mix names tasks without templates: {unknown}; have {library.tasks}")
-        self._vocabulary = load_au_vocabulary(self.vocabulary_path)
-        self._prototypes = Prototypes.load(Path(self.prototypes_path)).table
-        self._library = library
+        self.library = library
 
     def run(self, sample: Sample) -> Iterator[Any]:
-        # No lazy property here: Beam inspects DoFn attributes at pickling time and would load it early.
-        if self._library is None:
-            self.setup()
-        library = self._library
+        library = self.library
         possible = {
             task: w for task, w in self.cfg.mix.items() if requirements_met(library.requires(task), sample)
         }
@@ -97,6 +75,6 @@ class RenderStage(Stage):
             return
         for task in tasks:
             key = f"{self.cfg.seed}|{sample.face_id}|{task}"
-            context = build_context(sample, self._vocabulary, self._prototypes, key)
+            context = build_context(sample, library.knowledge, key)
             template_id, conversations = library.render(task, context, key)
             yield Instruction(sample, task, template_id, conversations)

@@ -12,26 +12,34 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from pipeline.grounding import disagreements
+from pipeline.knowledge import Knowledge
 from pipeline.record import Instruction
 from pipeline.stages.base import Stage
 
 
-def problems_of(inst: Instruction, conversation: list[dict[str, str]]) -> list[str]:
+def problems_of(inst: Instruction, conversation: list[dict[str, str]], knowledge: Knowledge | None = None
+                ) -> list[str]:
     """What the verifier finds wrong with the assistant side of a conversation, read as one answer (a
     multi-turn conversation may state the emotion in its last turn only)."""
     answer = "\n".join(t["content"] for t in conversation if t["role"] == "assistant")
-    return disagreements(answer, inst.sample.item.emotion, list(inst.sample.au_present), inst.task)
+    return disagreements(answer, inst.sample.item.emotion, list(inst.sample.au_present), inst.task, knowledge)
 
 
 class VerifyStage(Stage):
+    """Verifies with the knowledge the texts were rendered with (default: the packaged one)."""
+
     name = "verify"
+
+    def __init__(self, knowledge: Knowledge | None = None) -> None:
+        super().__init__()
+        self.knowledge = knowledge
 
     def run(self, inst: Instruction) -> Iterator[Instruction]:
         if inst.llm_status == "ok":
             candidate = [dict(t) for t in inst.conversations]
             for i, text in inst.llm_answers.items():
                 candidate[i] = {"role": "assistant", "content": text}
-            problems = problems_of(inst, candidate)
+            problems = problems_of(inst, candidate, self.knowledge)
             if problems:
                 inst.llm_status = "hallucinated"
                 inst.llm_detail = "; ".join(problems)[:300]
@@ -40,7 +48,7 @@ class VerifyStage(Stage):
                 inst.conversations = candidate
                 inst.text_source = "llm"
                 self.count("llm_grounded")
-        problems = problems_of(inst, inst.conversations)
+        problems = problems_of(inst, inst.conversations, self.knowledge)
         inst.grounding_verdict = "ungrounded" if problems else "grounded"
         if problems:
             self.count("ungrounded")

@@ -21,11 +21,10 @@ from pipeline.templating.context import (
     EXAMPLE_CONTEXTS,
     GRADES,
     LEVELS,
-    Prototypes,
     build_context,
+    example_contexts,
     intensity_grade,
     intensity_level,
-    packaged_prototypes,
 )
 from pipeline.templating.library import (
     IMAGE_TOKEN,
@@ -42,7 +41,7 @@ from pipeline.templating.library import (
 )
 
 __all__ = [
-    "EXAMPLE_CONTEXTS", "GRADES", "IMAGE_TOKEN", "LEVELS", "REQUIREMENTS", "Prototypes", "TaskTemplates",
-    "TemplateError", "TemplateLibrary", "TemplateSecurityError", "Turn", "au_text", "build_context", "check_static",
-    "intensity_grade", "intensity_level", "join_and", "make_environment", "packaged_prototypes",
+    "EXAMPLE_CONTEXTS", "GRADES", "IMAGE_TOKEN", "LEVELS", "REQUIREMENTS", "TaskTemplates", "TemplateError",
+    "TemplateLibrary", "TemplateSecurityError", "Turn", "au_text", "build_context", "check_static", "example_contexts",
+    "intensity_grade", "intensity_level", "join_and", "make_environment",
 ]

@@ -1,23 +1,18 @@
 """What a template sees for one face: the context builder, and the example contexts that every
-template is rendered against when the library loads."""
+template is rendered against when the library loads. Both read the AU vocabulary, the emotions and the
+prototypes of a `pipeline.knowledge.Knowledge`."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from functools import cache
 from typing import Any
 
 from pipeline import probes
-from pipeline.config import PROJECT_ROOT
+from pipeline.knowledge import Knowledge, packaged
 from pipeline.record import Sample, SourceItem
-from pipeline.sources.labels import canonical_emotions, emotion_adjectives
-from pipeline.vocabulary import load_au_vocabulary
 
 # Level words for intensity bins 1..5 of the 0-5 AU scale (FACS A..E).
 LEVELS = ("trace", "slight", "marked", "severe", "maximum")
 GRADES = ("A", "B", "C", "D", "E")  # the FACS intensity letters of the same bins
-Prototypes = Mapping[str, Mapping[str, Sequence[str]]]  # emotion -> {"core": [...], "supporting": [...]}
 
 
 def _bin(value: float) -> int:
@@ -47,16 +42,15 @@ def _au_entry(vocab_row: dict[str, Any], intensity: float) -> dict[str, Any]:
     }
 
 
-def build_context(
-    sample: Sample, vocabulary: Sequence[dict[str, Any]], prototypes: Prototypes, key: str = ""
-) -> dict[str, Any]:
-    """The variables a template sees for one face (`key`, e.g. "seed|face_id|task", seeds the probes).
+def build_context(sample: Sample, knowledge: Knowledge, key: str = "") -> dict[str, Any]:
+    """The variables a template sees for one face (`key`, e.g. "seed|face_id|task", seeds the probes), in the
+    vocabulary, emotions and prototypes of `knowledge`.
 
     emotion, emotion_adj ("angry"); aus: present AUs, strongest first, each {code, number, name,
     region, muscle, intensity (0-5), level (word), grade (FACS A-E)}; au_codes; evidence_aus: those of
     `sample.evidence_aus` that are present (an answer never names an AU that was not observed);
     consistency, conflict (`sample.fe_au_conflict`).
-    Expectation (from `prototypes`, empty for an unlabelled face): expected_aus, the core AUs of the
+    Expectation (from the prototypes, empty for an unlabelled face): expected_aus, the core AUs of the
     label; expected_present / expected_missing, those observed / not observed; extra_aus, present
     AUs outside the core, each with `supporting` (a co-occurring AU of the label).
     Probes (picked by `pipeline.probes` from `key`): mc_options [{letter, emotion}] and mc_answer
@@ -64,15 +58,13 @@ def build_context(
     probe_emotion_adj and probe_emotion_matches (None for an unlabelled face); focus_au, the present AU
     an intensity question asks about (None: ask about all of them).
     """
-    codes = [row["code"] for row in vocabulary]
-    emotions = canonical_emotions()
-    choice = probes.pick(sample.item.emotion, list(dict.fromkeys(sample.au_present)), codes, emotions, key)
-    return _context(sample, vocabulary, prototypes, choice)
+    emotions = list(knowledge.emotions.canonical)
+    choice = probes.pick(sample.item.emotion, list(dict.fromkeys(sample.au_present)), knowledge.codes, emotions, key)
+    return _context(sample, knowledge, choice)
 
 
-def _context(
-    sample: Sample, vocabulary: Sequence[dict[str, Any]], prototypes: Prototypes, choice: probes.Probes
-) -> dict[str, Any]:
+def _context(sample: Sample, knowledge: Knowledge, choice: probes.Probes) -> dict[str, Any]:
+    vocabulary, prototypes = knowledge.au_vocabulary, knowledge.prototypes.table
     index = {row["code"]: i for i, row in enumerate(vocabulary)}
     intensity = sample.au_intensity
     if intensity is not None and len(intensity) != len(vocabulary):
@@ -90,7 +82,7 @@ def _context(
     evidence = [by_code[c] for c in dict.fromkeys(sample.evidence_aus) if c in by_code]
     consistency = sample.fe_au_consistency
     emotion = sample.item.emotion
-    adjectives = emotion_adjectives()
+    adjectives = knowledge.emotions.adjectives
 
     if emotion is not None and emotion not in prototypes:
         raise ValueError(f"emotion {emotion!r} has no prototype AUs")
@@ -129,24 +121,26 @@ def _context(
     }
 
 
-@cache
-def packaged_prototypes() -> dict[str, dict[str, list[str]]]:
-    """The emotion -> {core, supporting} table of schemas/emotion_prototypes.json."""
-    return json.loads((PROJECT_ROOT / "schemas" / "emotion_prototypes.json").read_text())["emotions"]
+_EXAMPLES: dict[str, tuple[dict[str, Any], ...]] = {}  # by knowledge fingerprint
 
 
-def _example_contexts() -> tuple[dict[str, Any], ...]:
+def example_contexts(knowledge: Knowledge | None = None) -> tuple[dict[str, Any], ...]:
     """Load-time check contexts: every branch a template can reasonably take.
 
-    Built with the packaged vocabulary and prototypes through the same code as real faces; each face
-    twice, once with "yes" probes (the label is option A, the probed AU is present, an intensity
-    question about one AU) and once with "no" probes (the label is option D, an absent AU, another
-    emotion, all AUs).
+    Built with the vocabulary and prototypes of `knowledge` (the packaged one by default) through the same
+    code as real faces; each face twice, once with "yes" probes (the label is option A, the probed AU is
+    present, an intensity question about one AU) and once with "no" probes (the label is option D, an absent
+    AU, another emotion, all AUs). AUs a vocabulary lacks are left out of the example faces.
     """
-    vocabulary = load_au_vocabulary(PROJECT_ROOT / "schemas" / "au_vocabulary.csv")
-    codes = [row["code"] for row in vocabulary]
-    prototypes = packaged_prototypes()
-    emotions = canonical_emotions()
+    knowledge = knowledge or packaged()
+    if knowledge.fingerprint not in _EXAMPLES:
+        _EXAMPLES[knowledge.fingerprint] = _example_contexts(knowledge)
+    return _EXAMPLES[knowledge.fingerprint]
+
+
+def _example_contexts(knowledge: Knowledge) -> tuple[dict[str, Any], ...]:
+    codes = knowledge.codes
+    emotions = list(knowledge.emotions.canonical)
     faces: list[tuple[str | None, dict[str, float], list[str], float | None, bool]] = [
         ("happiness", {"AU12": 4.1, "AU6": 3.2, "AU25": 1.2}, ["AU12", "AU6"], 1.0, False),
         ("sadness", {"AU4": 2.4}, ["AU4"], 0.33, True),
@@ -160,6 +154,8 @@ def _example_contexts() -> tuple[dict[str, Any], ...]:
     ]
     contexts = []
     for n, (emotion, present, evidence, consistency, conflict) in enumerate(faces):
+        present = {code: value for code, value in present.items() if code in codes}
+        evidence = [code for code in evidence if code in present]
         vector = [present.get(code, 0.0) for code in codes]
         item = SourceItem("example", f"example{n}", f"example{n}", emotion=emotion)
         sample = Sample(item, au_intensity=vector, au_present=list(present), evidence_aus=evidence,
@@ -169,8 +165,8 @@ def _example_contexts() -> tuple[dict[str, Any], ...]:
         strongest = max(present, key=present.get) if present else None
         yes = probes.Probes((emotion, *others[:3]) if emotion else (), strongest or absent, emotion, strongest)
         no = probes.Probes((*others[:3], emotion) if emotion else (), absent, others[0] if emotion else None, None)
-        contexts += [_context(sample, vocabulary, prototypes, yes), _context(sample, vocabulary, prototypes, no)]
+        contexts += [_context(sample, knowledge, yes), _context(sample, knowledge, no)]
     return tuple(contexts)
 
 
-EXAMPLE_CONTEXTS: tuple[dict[str, Any], ...] = _example_contexts()
+EXAMPLE_CONTEXTS: tuple[dict[str, Any], ...] = example_contexts()  # of the packaged knowledge

@@ -14,7 +14,9 @@ import yaml
 from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-from pipeline.templating.context import EXAMPLE_CONTEXTS
+from pipeline.config import ConfigError
+from pipeline.knowledge import Knowledge, packaged
+from pipeline.templating.context import example_contexts
 
 IMAGE_TOKEN = "<image>"
 # emotion: the face has a label; aus: AUs were measured; conflict: the label and the AUs disagree.
@@ -141,24 +143,47 @@ def _applies(requires: Sequence[str], context: dict[str, Any]) -> bool:
 
 
 class TemplateLibrary:
-    """All task templates of one templates folder, compiled and checked."""
+    """All task templates of one templates folder, compiled and checked against the example contexts of
+    `knowledge` (the packaged knowledge by default), whose vocabulary, emotions and prototypes the contexts of
+    real faces are built from too (`build_context`).
 
-    def __init__(self, templates_dir: str | Path) -> None:
+    Built once, in the driver; a copy pickled to a worker is compiled again from the same file contents there
+    (compiled Jinja templates do not pickle), without repeating the checks the driver made."""
+
+    def __init__(self, templates_dir: str | Path, knowledge: Knowledge | None = None) -> None:
         self.dir = Path(templates_dir)
         files = sorted(self.dir.glob("*.yaml"))
         if not files:
             raise TemplateError(f"no *.yaml templates in {self.dir}")
+        self.knowledge = knowledge or packaged()
+        self._compile({path.name: path.read_bytes() for path in files}, check=True)
+
+    def _compile(self, sources: dict[str, bytes], check: bool) -> None:
+        self._sources = sources
+        self._examples = example_contexts(self.knowledge) if check else ()
         self.env = make_environment()
         digest = hashlib.sha256()
         self.templates: dict[str, TaskTemplates] = {}
-        for path in files:
-            raw = path.read_bytes()
-            digest.update(path.name.encode() + b"\0" + raw + b"\0")
-            spec = self._load_file(path, raw)
+        for name, raw in sources.items():
+            digest.update(name.encode() + b"\0" + raw + b"\0")
+            spec = self._load_file(self.dir / name, raw)
             if spec.task in self.templates:
-                raise TemplateError(f"{path.name}: task {spec.task!r} already defined")
+                raise TemplateError(f"{name}: task {spec.task!r} already defined")
             self.templates[spec.task] = spec
         self.version: str = digest.hexdigest()[:12]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"dir": self.dir, "knowledge": self.knowledge, "sources": self._sources}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.dir, self.knowledge = state["dir"], state["knowledge"]
+        self._compile(state["sources"], check=False)
+
+    def check_mix(self, mix: Iterable[str]) -> None:
+        """A ConfigError naming the tasks of `mix` (render.mix) that have no templates."""
+        unknown = sorted(set(mix) - set(self.templates))
+        if unknown:
+            raise ConfigError(f"render.mix names tasks without templates: {unknown}; have {self.tasks}")
 
     @property
     def tasks(self) -> list[str]:
@@ -234,7 +259,7 @@ class TemplateLibrary:
                 unsafe = check_static(self.env, source)
                 if unsafe:
                     raise TemplateSecurityError(f"{where}: {unsafe}")
-                for context in EXAMPLE_CONTEXTS:
+                for context in self._examples:
                     if _applies(requires, context):
                         _render(template, context, where)
                 items.append(template)

@@ -1,6 +1,6 @@
 """FEABench-style scoring of generated answers: facial-expression (FE) accuracy and AU F1.
 
-FE: the predicted emotion is the first canonical emotion word (schemas/emotions.json) in the
+FE: the predicted emotion is the first canonical emotion word (emotions.json) in the
 answer; accuracy over rows of the FE tasks that have a gold label. AU: the predicted AUs are the
 codes matching `\\bAU(\\d+)\\b`; micro precision / recall / F1 against `au_present` over rows of the
 AU tasks (plus per-AU F1). The task sets follow what each task's reference answers contain.
@@ -22,9 +22,9 @@ AU_CODE = re.compile(r"\bAU(\d+)\b")
 
 @cache
 def _emotion_pattern() -> re.Pattern[str]:
-    from pipeline.sources.labels import canonical_emotions
+    from pipeline.knowledge import packaged_emotions
 
-    return re.compile(r"\b(" + "|".join(canonical_emotions()) + r")\b", re.IGNORECASE)
+    return re.compile(r"\b(" + "|".join(packaged_emotions().canonical) + r")\b", re.IGNORECASE)
 
 
 def parse_emotion(answer: str) -> str | None:
