@@ -199,7 +199,7 @@ def _accounting(stats: BuildStats) -> list[str]:
 
 def _face_quality(stats: BuildStats) -> list[str]:
     """How the faces were found and how many are low-resolution: columns a trainer can filter on."""
-    c, params = stats.counts, stats.manifest.get("params") or {}
+    c, params = stats.counts, stats.manifest.params or {}
     faces = c.get("faces", 0)
     if not faces:
         return []
