@@ -139,7 +139,7 @@ def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmP
                    "summary": round(time.monotonic() - pipeline_started - pipeline_seconds, 2)},
         shards=data_files, reject_files=reject_files,
     )
-    report = finish(config, staging, target, manifest, validate, suite_executor)
+    report = finish(config, knowledge, staging, target, manifest, validate, suite_executor)
     return BuildResult(target.root, manifest, time.monotonic() - started, report)
 
 

@@ -11,6 +11,7 @@ from pipeline.config import Config
 from pipeline.io.build_dir import BuildDir
 from pipeline.io.manifest import Manifest
 from pipeline.io.publish import publish
+from pipeline.knowledge import Knowledge
 from pipeline.release import write_dataset_card
 from pipeline.validate import validate_build
 from pipeline.warm_process import WarmProcess
@@ -25,8 +26,8 @@ class ValidationFailed(RuntimeError):
         self.report = report
 
 
-def finish(config: Config, staging: BuildDir, target: BuildDir, manifest: Manifest, validate: bool,
-           suite_executor: WarmProcess | None) -> Any:
+def finish(config: Config, knowledge: Knowledge, staging: BuildDir, target: BuildDir, manifest: Manifest,
+           validate: bool, suite_executor: WarmProcess | None) -> Any:
     """Write, validate and publish; the validation report (None when not validated), its paths in `target`."""
     staging.write_manifest(manifest)
     write_dataset_card(staging)  # README.md: the Hugging Face dataset card of the release
@@ -36,7 +37,7 @@ def finish(config: Config, staging: BuildDir, target: BuildDir, manifest: Manife
         report = validate_build(
             staging, config.resolve_input(v.suite), v.min_accept_rate,
             max_duplicate_rate=v.max_duplicate_rate, min_class_accept_ratio=v.min_class_accept_ratio,
-            reverify_rows=v.reverify_rows, suite_executor=suite_executor,
+            reverify_rows=v.reverify_rows, suite_executor=suite_executor, knowledge=knowledge,
         )
         if not report.success:
             raise ValidationFailed(staging.root, report)

@@ -155,11 +155,12 @@ def test_a_build_output_url_without_a_filesystem_is_refused(capsys, tmp_path, mo
 
 
 def test_limit_and_workers_reach_every_source_and_the_runner() -> None:
-    from pipeline.cli import _config_from, parser
+    from pipeline.cli import parser
+    from pipeline.commands.build import config_from
 
     args = parser().parse_args(["build", "--limit", "2", "--workers", "1", "--source", "demo",
                                 "--source", "csv:/data/x,image_dir=images"])
-    config = _config_from(args)
+    config = config_from(args)
     assert [s.limit for s in config.sources] == [2, 2] and config.runner.num_workers == 1
 
 

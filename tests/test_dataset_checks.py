@@ -6,6 +6,7 @@ import pandas as pd
 
 from pipeline import dataset_checks as dc
 from pipeline.grounding import disagreements, extract_claims
+from pipeline.io.manifest import Counts
 
 
 def frame(**overrides) -> pd.DataFrame:
@@ -26,10 +27,9 @@ def frame(**overrides) -> pd.DataFrame:
 
 def test_grounded_frame_passes_every_check() -> None:
     f = frame()
-    manifest = {"counts": {"inputs": 3, "accepted_inputs": 3, "labelled_inputs_by_emotion": {"happiness": 2,
-                                                                                           "sadness": 1}}}
-    for name, ok, detail in [dc.answers_agree_with_labels(f), dc.subjects_disjoint(f), dc.duplicate_rate(f, 0.0),
-                             dc.no_class_vanishes(f, manifest, 0.5)]:
+    counts = Counts(inputs=3, accepted_inputs=3, labelled_inputs_by_emotion={"happiness": 2, "sadness": 1})
+    for name, ok, detail in [dc.answers_agree_with_labels(f), dc.subjects_disjoint(f), dc.faces_disjoint(f),
+                             dc.duplicate_rate(f, 0.0), dc.no_class_vanishes(f, counts, 0.5)]:
         assert ok, (name, detail)
 
 
@@ -41,9 +41,12 @@ def test_hallucinated_au_and_wrong_emotion_fail() -> None:
     assert not ok and detail.startswith("2 of 3")
 
 
-def test_subject_in_two_splits_fails() -> None:
-    name, ok, detail = dc.subjects_disjoint(frame(split=["train", "test", "test"]))
-    assert not ok and "p1" in detail
+def test_subject_or_face_in_two_splits_fails() -> None:
+    check = dc.subjects_disjoint(frame(split=["train", "test", "test"]))
+    assert check.name == "subject_disjoint_splits" and not check.success
+    assert check.detail == "1 of 2 subjects in more than one split, e.g. ['p1']"
+    check = dc.faces_disjoint(frame(face_id=["f1", "f1", "f3"], split=["train", "test", "test"]))
+    assert check == ("no_face_leakage", False, "1 of 2 faces in more than one split, e.g. ['f1']")
 
 
 def test_duplicate_images_fail_above_the_threshold() -> None:
@@ -53,9 +56,9 @@ def test_duplicate_images_fail_above_the_threshold() -> None:
 
 
 def test_vanished_class_fails() -> None:
-    manifest = {"counts": {"inputs": 40, "accepted_inputs": 3,
-                           "labelled_inputs_by_emotion": {"happiness": 2, "sadness": 1, "fear": 37}}}
-    name, ok, detail = dc.no_class_vanishes(frame(), manifest, 0.5)
+    counts = Counts(inputs=40, accepted_inputs=3,
+                    labelled_inputs_by_emotion={"happiness": 2, "sadness": 1, "fear": 37})
+    name, ok, detail = dc.no_class_vanishes(frame(), counts, 0.5)
     assert not ok and "fear: 0 of 37" in detail
 
 

@@ -79,6 +79,19 @@ def test_the_verify_stage_reads_with_the_builds_vocabulary(renamed: Knowledge) -
     assert verdict(VerifyStage()) == "grounded"
 
 
+def test_validation_rereads_answers_with_the_builds_vocabulary(renamed: Knowledge) -> None:
+    """The release check re-verifies the written answers with the same knowledge as the verify stage."""
+    import pandas as pd
+
+    from pipeline.dataset_checks import answers_agree_with_labels
+
+    frame = pd.DataFrame([{"sample_id": "s1", "emotion": "happiness", "au_present": ["AU12"], "task": "description",
+                           "conversations": [{"role": "user", "content": "<image>\nDescribe the face."},
+                                             {"role": "assistant", "content": f"A smile; the {NAME} is absent."}]}])
+    assert not answers_agree_with_labels(frame, knowledge=renamed).success
+    assert answers_agree_with_labels(frame).success  # the packaged lexicon has no such name
+
+
 def test_the_plan_hands_the_builds_knowledge_to_render_and_verify(renamed: Knowledge, tmp_path: Path) -> None:
     steps = plan(load_config(), renamed, tmp_path)
     by_label = {step.label: step.stage for step in steps.faces}

@@ -28,7 +28,7 @@ from pipeline.sources.rafau import RafAuSource
 from pipeline.stages.au import AUStage
 from pipeline.stages.decode import DecodeStage
 from pipeline.stages.synergy import Prototypes, SynergyStage
-from pipeline.validate import _corpus_au_problems
+from pipeline.validate.project import corpus_au_problems
 from pipeline.vocabulary import load_au_vocabulary
 
 CODES = [row["code"] for row in load_au_vocabulary(SCHEMAS / "au_vocabulary.csv")]
@@ -298,8 +298,8 @@ def test_validation_flags_rows_where_the_model_overrode_the_corpus() -> None:
         "au_model_present": [["AU9", "AU12"], ["AU9", "AU12"], None],
         "au_label_source": ["corpus:bp4d", "corpus:bp4d", None],
     })
-    assert _corpus_au_problems(frame.iloc[[0, 2]]) == []
-    assert "1 row(s) whose au_present" in _corpus_au_problems(frame)[0]
+    assert corpus_au_problems(frame.iloc[[0, 2]]) == []
+    assert "1 row(s) whose au_present" in corpus_au_problems(frame)[0]
 
 
 # --------------------------------------------------------------------------------------- end to end

@@ -289,3 +289,15 @@ def test_reverify_sample_is_named_in_the_report(valid_build: Path, tmp_path: Pat
     report = validate_build(valid_build, SUITE, report_dir=tmp_path, reverify_rows=2)
     check = next(c for c in report.checks if c.name == "answer_label_agreement")
     assert check.success and "2 answers (spread sample of 5)" in check.detail
+
+
+def test_report_page_escapes_what_the_data_says() -> None:
+    from pipeline.io.build_dir import BuildDir
+    from pipeline.validate import Check, ValidationReport
+    from pipeline.validate.report import render_html
+
+    report = ValidationReport(False, [Check("ok", True, "fine"), Check("bad", False, "<script>x</script> & more")])
+    page = render_html(report, BuildDir("/tmp/a<b>"))
+    assert "<script>" not in page and "&lt;script&gt;x&lt;/script&gt; &amp; more" in page
+    assert "Validation FAILED" in page and "1 of 2 checks passed" in page and "/tmp/a&lt;b&gt;" in page
+    assert page.index(">bad<") < page.index(">ok<")  # failed checks first

@@ -7,6 +7,7 @@ becomes a `{"type": "image"}` content item that the model's own chat template re
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -16,23 +17,36 @@ IMAGE_LITERAL = "<image>"
 COLUMNS = ["sample_id", "image", "conversations", "emotion", "au_present", "task"]
 
 
+def _shards(build_dir: str, split: str) -> list[Path]:
+    from pipeline.io.build_dir import BuildDir
+
+    build = BuildDir(build_dir)
+    files = build.shards(split)
+    if not files:
+        raise FileNotFoundError(f"{build_dir}: no {split} split (no {build.data_dir}/{split}-*.parquet); "
+                                "run `fea build` first")
+    return files
+
+
 def load_split(build_dir: str, split: str = "train", streaming: bool = False,
                limit: int | None = None) -> datasets.Dataset | datasets.IterableDataset:
     """One split of a build as a `datasets.Dataset` (or `IterableDataset` when streaming), images decoded."""
     import datasets
 
-    from pipeline.io.build_dir import BuildDir
-
-    build = BuildDir(build_dir)
-    files = [str(f) for f in build.shards(split)]  # local paths or URLs: datasets reads both through fsspec
-    if not files:
-        raise FileNotFoundError(f"{build_dir}: no {split} split (no {build.data_dir}/{split}-*.parquet); "
-                                "run `fea build` first")
+    files = [str(f) for f in _shards(build_dir, split)]  # local paths or URLs: datasets reads both through fsspec
     ds = datasets.load_dataset("parquet", data_files={split: files}, split=split, streaming=streaming)
     ds = ds.select_columns(COLUMNS)
     if limit:
         ds = ds.take(limit) if streaming else ds.select(range(min(limit, len(ds))))
     return ds
+
+
+def split_size(build_dir: str, split: str = "train", limit: int | None = None) -> int:
+    """How many rows `load_split` gives (from the shards' Parquet footers: a stream has no length of its own)."""
+    from pipeline.io.build_dir import BuildDir
+
+    rows = sum(BuildDir.parquet(f).metadata.num_rows for f in _shards(build_dir, split))
+    return min(rows, limit) if limit else rows
 
 
 def to_messages(conversations: list[dict[str, str]]) -> list[dict[str, Any]]:

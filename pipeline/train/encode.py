@@ -1,4 +1,4 @@
-"""Chat messages -> model inputs, with the loss only on the assistant's answers.
+"""Chat messages -> model inputs, with the loss only on the assistant's answers; rows -> training batches.
 
 The conversation is rendered with the model's own chat template, then cut into segments: every
 prompt part (user turns, and the template's header that opens an assistant turn) is masked out
@@ -8,9 +8,12 @@ are tokenized one by one, so the mask is exact whatever the tokenizer merges acr
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from pipeline.train.data import to_messages
 
 IGNORE_INDEX = -100
 INPUT_KEYS = ("input_ids", "attention_mask", "labels")
@@ -97,3 +100,21 @@ def collate(examples: list[dict], pad_token_id: int, padding_side: str = "right"
         if key not in INPUT_KEYS:
             batch[key] = torch.cat([e[key] for e in examples])
     return batch
+
+
+@dataclass
+class ChatCollator:
+    """The Trainer's data collator: rows of a release (`conversations`, `image`) -> a padded training batch.
+
+    Rows are encoded here, a batch at a time, so a streamed split is never encoded ahead. Floating image
+    tensors take the model's dtype (a bf16 model gets bf16 pixels)."""
+
+    processor: Any
+    max_length: int | None = None
+    dtype: torch.dtype = torch.float32
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        examples = [encode_example(self.processor, to_messages(r["conversations"]), r["image"].convert("RGB"),
+                                   self.max_length) for r in rows]
+        batch = collate(examples, self.processor.tokenizer.pad_token_id)
+        return {k: v.to(self.dtype) if k not in INPUT_KEYS and v.is_floating_point() else v for k, v in batch.items()}

@@ -1,10 +1,13 @@
-"""`fea train`: fine-tune an image-text-to-text model on a release's train split.
+"""`fea train`: fine-tune an image-text-to-text model on a release's train split, with the 🤗 `Trainer`.
 
-A plain PyTorch loop: rows from `datasets` (map-style, or streaming IterableDataset), chat
-examples with the prompt masked (encode.py), AdamW, loss logged every step (stdout and
-`<output>/train_log.jsonl`), checkpoints every `save_steps` and the final model in `<output>`.
-`--lora` trains LoRA adapters (peft) on the language model instead of all weights; the final
-model is saved merged. `--model tiny` builds a tiny random LLaVA-style model first (offline).
+Rows come from `datasets` (map-style, or streamed through a shuffle buffer); the collator
+(encode.ChatCollator) turns them into chat examples with the prompt masked. The `Trainer` runs the
+optimisation (AdamW, linear warm-up then a constant rate, gradient clipping at 1.0), saves
+`checkpoint-N` every `save_steps` and reports nowhere (no wandb, tensorboard or hub). A callback
+prints the loss of every step and logs it to `<output>/train_log.jsonl`; the final model goes to
+`<output>`. `--lora` trains LoRA adapters (peft) on the language model instead of all weights; the
+final model is saved merged, the adapter in `<output>/adapter`. `--model tiny` builds a tiny random
+LLaVA-style model first (offline).
 """
 
 from __future__ import annotations
@@ -19,7 +22,11 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from pipeline.train.data import conversation_texts, load_split, to_messages
+import torch
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+
+from pipeline.train.data import conversation_texts, load_split, split_size
+from pipeline.train.encode import ChatCollator
 
 TINY = "tiny"
 LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
@@ -50,7 +57,7 @@ class TrainConfig:
     lora_dropout: float = 0.05
     lora_targets: str = LORA_TARGETS
     seed: int = 0
-    device: str | None = None  # default cuda when available
+    device: str | None = None  # "cpu", or the Trainer's accelerator (cuda when available)
     bf16: bool = False
     shuffle_buffer: int = 256  # streaming only
     echo: bool = True  # print the loss of every step
@@ -66,7 +73,6 @@ class TrainResult:
 
 def load_model(model: str, device: str, bf16: bool = False) -> tuple[Any, Any]:
     """(processor, model) from a local folder or hub id, on `device`."""
-    import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     processor = AutoProcessor.from_pretrained(model)
@@ -88,21 +94,47 @@ def buffer_shuffle(rows: Iterable[Any], size: int, rng: random.Random) -> Iterat
     yield from buffer
 
 
-def _rows(ds, cfg: TrainConfig) -> Iterator[dict[str, Any]]:
-    """Rows in a new shuffled order every epoch; forever when max_steps is set."""
-    epoch = 0
-    while cfg.max_steps or epoch < cfg.epochs:
-        if cfg.streaming:
-            shuffled = buffer_shuffle(ds, cfg.shuffle_buffer, random.Random(cfg.seed + epoch))
-        else:
-            shuffled = ds.shuffle(seed=cfg.seed + epoch)
-        seen = 0
-        for row in shuffled:
-            seen += 1
-            yield row
-        if not seen:
-            raise ValueError(f"{cfg.build_dir}: the {cfg.split} split has no rows")
-        epoch += 1
+class StreamedSplit(torch.utils.data.IterableDataset):
+    """A streamed split as the Trainer's dataset: one pass per epoch, in a new shuffled order each epoch (the
+    Trainer calls `set_epoch`). Its length (from the shards' footers) lets the Trainer count epochs and steps."""
+
+    def __init__(self, rows: Iterable[Any], size: int, buffer: int, seed: int) -> None:
+        self.rows, self.size, self.buffer, self.seed, self.epoch = rows, size, buffer, seed, 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[Any]:
+        return buffer_shuffle(self.rows, self.buffer, random.Random(self.seed + self.epoch))
+
+
+class StepLog(TrainerCallback):
+    """The loss of every optimizer step: kept, printed (`echo`) and appended to train_log.jsonl. A loss that is
+    not finite stops the run (the Trainer itself would only leave it out of its average)."""
+
+    def __init__(self, path: Path, max_steps: int | None, echo: bool) -> None:
+        self.path, self.max_steps, self.echo = path, max_steps, echo
+        self.losses: list[float] = []
+        self.started = time.monotonic()
+        path.write_text("")
+
+    def on_log(self, args, state, control, logs=None, **kwargs) -> None:
+        if not logs or "loss" not in logs:
+            return  # the summary at the end of training
+        loss = float(logs["loss"])
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss} at step {state.global_step}; lower --lr")
+        self.losses.append(loss)
+        entry = {"step": state.global_step, "loss": round(loss, 6), "lr": logs.get("learning_rate"),
+                 "seconds": round(time.monotonic() - self.started, 2)}
+        with open(self.path, "a") as log:
+            log.write(json.dumps(entry) + "\n")
+        if self.echo:
+            print(f"step {state.global_step}{'/' + str(self.max_steps) if self.max_steps else ''} loss {loss:.4f}",
+                  flush=True)
 
 
 def _apply_lora(model: Any, cfg: TrainConfig) -> Any:
@@ -131,17 +163,28 @@ def _provenance(build_dir: str | Path) -> dict[str, Any]:
             "counts": {"rows": manifest.counts.rows, "rows_by_split": manifest.counts.rows_by_split}}
 
 
+def _arguments(cfg: TrainConfig, out: Path, device: str) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(out), per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+        num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1, learning_rate=cfg.lr,
+        weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps, lr_scheduler_type="constant_with_warmup",
+        max_grad_norm=1.0, optim="adamw_torch", seed=cfg.seed, use_cpu=device == "cpu",
+        logging_strategy="steps", logging_steps=1, logging_nan_inf_filter=False,
+        save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500, save_only_model=True,
+        report_to="none", disable_tqdm=True, remove_unused_columns=False, dataloader_pin_memory=device != "cpu",
+    )
+
+
 def train(cfg: TrainConfig) -> TrainResult:
     """Fine-tune `cfg.model` on the build; return the per-step losses. Raises FileNotFoundError without a split."""
-    import torch
-
-    from pipeline.train.encode import collate, encode_example
-
     started = time.monotonic()
     torch.manual_seed(cfg.seed)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     ds = load_split(cfg.build_dir, cfg.split, streaming=cfg.streaming, limit=cfg.limit)
+    size = split_size(cfg.build_dir, cfg.split, cfg.limit) if cfg.streaming else len(ds)
+    if not size:
+        raise ValueError(f"{cfg.build_dir}: the {cfg.split} split has no rows")
     model_path = cfg.model
     if model_path == TINY:
         from pipeline.train.tiny import make_tiny_model
@@ -158,54 +201,17 @@ def train(cfg: TrainConfig) -> TrainResult:
     (out / "train_config.json").write_text(json.dumps(
         {**asdict(cfg), "model": model_path, "build": _provenance(cfg.build_dir)}, indent=2, default=str) + "\n")
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
-    pad_id = processor.tokenizer.pad_token_id
-    dtype = next(model.parameters()).dtype
-    rows = _rows(ds, cfg)
-    result = TrainResult(out)
-    model.train()
-    with open(out / "train_log.jsonl", "w") as log:
-        while not (cfg.max_steps and result.steps >= cfg.max_steps):
-            total, batches = 0.0, 0
-            for _ in range(cfg.grad_accum):
-                chunk = list(islice(rows, cfg.batch_size))
-                if not chunk:
-                    break
-                examples = [encode_example(processor, to_messages(r["conversations"]), r["image"].convert("RGB"),
-                                           cfg.max_length) for r in chunk]
-                batch = {k: v.to(device) for k, v in collate(examples, pad_id).items()}
-                if "pixel_values" in batch:
-                    batch["pixel_values"] = batch["pixel_values"].to(dtype)
-                loss = model(**batch).loss / cfg.grad_accum
-                loss.backward()
-                total += loss.item()
-                batches += 1
-            if not batches:
-                break  # the epochs are done
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            result.steps += 1
-            loss_value = total * cfg.grad_accum / batches
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(f"loss is {loss_value} at step {result.steps}; lower --lr")
-            result.losses.append(loss_value)
-            entry = {"step": result.steps, "loss": round(loss_value, 6), "lr": scheduler.get_last_lr()[0],
-                     "seconds": round(time.monotonic() - started, 2)}
-            log.write(json.dumps(entry) + "\n")
-            log.flush()
-            if cfg.echo:
-                print(f"step {result.steps}{'/' + str(cfg.max_steps) if cfg.max_steps else ''} "
-                      f"loss {loss_value:.4f}", flush=True)
-            if cfg.save_steps and result.steps % cfg.save_steps == 0:
-                _save(model, processor, out / f"checkpoint-{result.steps}")
+    data = StreamedSplit(ds, size, cfg.shuffle_buffer, cfg.seed) if cfg.streaming else ds
+    steps = StepLog(out / "train_log.jsonl", cfg.max_steps, cfg.echo)
+    trainer = Trainer(model=model, args=_arguments(cfg, out, device), train_dataset=data, processing_class=processor,
+                      data_collator=ChatCollator(processor, cfg.max_length, next(model.parameters()).dtype),
+                      callbacks=[steps])
+    trainer.remove_callback(PrinterCallback)  # StepLog prints the steps
+    if torch.device(device).type != trainer.args.device.type:
+        raise ValueError(f"--device {device}: the Trainer runs on {trainer.args.device}")
+    trainer.train()
     if cfg.lora:
         _save(model, processor, out / "adapter")
         model = model.merge_and_unload()
     _save(model, processor, out)
-    result.seconds = time.monotonic() - started
-    return result
+    return TrainResult(out, steps.losses, trainer.state.global_step, time.monotonic() - started)
