@@ -11,7 +11,8 @@ from pipeline.commands.args import BUILD_HELP, COUNT, EXIT_FAILED, EXIT_OK, POSI
 def add_validate(sub) -> None:
     v = sub.add_parser("validate", help="validate a build with Great Expectations; non-zero exit if it fails")
     v.add_argument("dir", help=BUILD_HELP)
-    v.add_argument("--params", type=Path, default=None, help="params file that names the expectation suite and the vocabularies the answers are checked with")
+    v.add_argument("--params", type=Path, default=None,
+                   help="params file naming the expectation suite and the vocabularies the answers are checked with")
     v.add_argument("--suite", type=Path, default=None, help="expectation suite JSON (default: from params)")
     v.add_argument("--min-accept-rate", type=fraction, default=None,
                    help="fail if a smaller share of inputs was accepted (default: params validate.min_accept_rate)")
