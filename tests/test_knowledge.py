@@ -119,3 +119,12 @@ def test_every_configurable_backend_is_registered(tmp_path: Path) -> None:
     assert (blendshapes.label, blendshapes.batch_size, au.label, au.batch_size) == ("Blendshapes", 8, "AU", None)
     assert steps.versions["au_model"].startswith("torch-blendshapes@")
     assert steps.au.head is not None and steps.au.intensity_scale.startswith("0-5 continuous")
+
+
+def test_an_unpickled_library_compiles_once_per_process_and_knowledge(renamed: Knowledge) -> None:
+    """Beam unpickles a DoFn for every bundle processor: the copies share one compilation, per knowledge."""
+    library = TemplateLibrary(TEMPLATES)
+    first, second = pickle.loads(pickle.dumps(library)), pickle.loads(pickle.dumps(library))
+    assert first.templates is second.templates and first.tasks == library.tasks and first.version == library.version
+    other = pickle.loads(pickle.dumps(TemplateLibrary(TEMPLATES, renamed)))
+    assert other.templates is not first.templates and other.knowledge.fingerprint == renamed.fingerprint

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import pickle
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +143,11 @@ def _applies(requires: Sequence[str], context: dict[str, Any]) -> bool:
                 or ("conflict" in requires and not context["conflict"]))
 
 
+# Compiled libraries of this process, by (template sources, knowledge): compiled Jinja templates are
+# read-only once built, so the copies a worker unpickles share them.
+_COMPILED: dict[tuple[str, str], tuple[jinja2.Environment, dict[str, Any], str]] = {}
+
+
 class TemplateLibrary:
     """All task templates of one templates folder, compiled and checked against the example contexts of
     `knowledge` (the packaged knowledge by default), whose vocabulary, emotions and prototypes the contexts of
@@ -176,8 +182,16 @@ class TemplateLibrary:
         return {"dir": self.dir, "knowledge": self.knowledge, "sources": self._sources}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        # Beam unpickles a DoFn for every bundle processor it makes, many per worker: compile once per process.
         self.dir, self.knowledge = state["dir"], state["knowledge"]
-        self._compile(state["sources"], check=False)
+        key = (hashlib.sha256(pickle.dumps(sorted(state["sources"].items()))).hexdigest(), self.knowledge.fingerprint)
+        compiled = _COMPILED.get(key)
+        if compiled is None:
+            self._compile(state["sources"], check=False)
+            _COMPILED[key] = (self.env, self.templates, self.version)
+        else:
+            self._sources, self._examples = state["sources"], ()
+            self.env, self.templates, self.version = compiled
 
     def check_mix(self, mix: Iterable[str]) -> None:
         """A ConfigError naming the tasks of `mix` (render.mix) that have no templates."""
