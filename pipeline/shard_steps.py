@@ -143,9 +143,7 @@ class SaveShard(beam.DoFn):
     def process(self, work: ShardWork) -> Iterator[Any]:
         self.store.write_outcome(work.shard, work.elements, work.rejects)
         self.done.inc()
-        yield from work.elements
-        for reject in work.rejects:
-            yield beam.pvalue.TaggedOutput(REJECTS, reject)
+        yield from _outcome(work.elements, work.rejects)
 
 
 class ReadShard(beam.DoFn):
@@ -160,6 +158,11 @@ class ReadShard(beam.DoFn):
     def process(self, shard: Shard) -> Iterator[Any]:
         faces, rejects = self.store.read_outcome(shard)
         self.reused.inc()
-        yield from faces
-        for reject in rejects:
-            yield beam.pvalue.TaggedOutput(REJECTS, reject)
+        yield from _outcome(faces, rejects)
+
+
+def _outcome(faces: list[Any], rejects: list[Reject]) -> Iterator[Any]:
+    """A shard's outcome as Beam outputs: its faces on the main output, its rejects on REJECTS."""
+    yield from faces
+    for reject in rejects:
+        yield beam.pvalue.TaggedOutput(REJECTS, reject)
