@@ -164,9 +164,10 @@ def prepare_shards(config: Config, staging: BuildDir, items: list[SourceItem], v
     store = ShardStore(str(staging.work_dir))
     parts = plan_shards(items, config.runner.shard_size, json.dumps(versions, sort_keys=True))
     reused = store.finished([shard for shard, _ in parts]) if config.runner.resume else []
-    todo = [shard for shard, _ in parts if shard not in set(reused)]
+    done = set(reused)
+    todo = [shard for shard, _ in parts if shard not in done]
     for shard, part in parts:
-        if shard in todo:
+        if shard not in done:
             store.write_inputs(shard, part)
     if reused:
         log.warning("build: resuming %s: %d of %d shards (%d inputs) reused from the interrupted run",
