@@ -47,6 +47,8 @@ class BuildDir:
 
     def __init__(self, root: str | Path | BuildDir) -> None:
         self.root: Path = root.root if isinstance(root, BuildDir) else location(root)
+        if isinstance(root, BuildDir) and "manifest" in root.__dict__:  # the same build: keep what it has read
+            self.__dict__["manifest"] = root.manifest
 
     def __str__(self) -> str:
         return str(self.root)
