@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,12 +94,12 @@ class Knowledge:
             digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
             object.__setattr__(self, "fingerprint", digest)
 
-    @property
+    @cached_property
     def codes(self) -> list[str]:
         """The AU codes in vector order (`au_intensity`)."""
         return [row["code"] for row in self.au_vocabulary]
 
-    @property
+    @cached_property  # read for every text verified
     def au_names(self) -> dict[str, str]:
         return {row["code"]: row["name"] for row in self.au_vocabulary}
 

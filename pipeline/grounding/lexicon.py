@@ -157,4 +157,4 @@ def _grouped_twin(emotion_re: re.Pattern, emotion_of: dict[str, str]) -> re.Patt
 
 def tasks_stating_emotion(knowledge: Knowledge | None = None) -> frozenset[str]:
     """Tasks whose answer must affirm the labelled emotion (the grounding lexicon's `tasks_stating_emotion`)."""
-    return frozenset((knowledge or packaged()).lexicon["tasks_stating_emotion"])
+    return lexicon_of(knowledge).tasks_stating_emotion
