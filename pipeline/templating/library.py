@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import hashlib
-import pickle
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,21 +175,22 @@ class TemplateLibrary:
             if spec.task in self.templates:
                 raise TemplateError(f"{name}: task {spec.task!r} already defined")
             self.templates[spec.task] = spec
-        self.version: str = digest.hexdigest()[:12]
+        self._digest = digest.hexdigest()
+        self.version: str = self._digest[:12]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"dir": self.dir, "knowledge": self.knowledge, "sources": self._sources}
+        return {"dir": self.dir, "knowledge": self.knowledge, "sources": self._sources, "digest": self._digest}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Beam unpickles a DoFn for every bundle processor it makes, many per worker: compile once per process.
         self.dir, self.knowledge = state["dir"], state["knowledge"]
-        key = (hashlib.sha256(pickle.dumps(sorted(state["sources"].items()))).hexdigest(), self.knowledge.fingerprint)
+        key = (state["digest"], self.knowledge.fingerprint)
         compiled = _COMPILED.get(key)
         if compiled is None:
             self._compile(state["sources"], check=False)
             _COMPILED[key] = (self.env, self.templates, self.version)
         else:
-            self._sources, self._examples = state["sources"], ()
+            self._sources, self._examples, self._digest = state["sources"], (), state["digest"]
             self.env, self.templates, self.version = compiled
 
     def check_mix(self, mix: Iterable[str]) -> None:
