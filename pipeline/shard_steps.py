@@ -124,9 +124,7 @@ def on_shards(steps: list[Step], progress: str) -> list[tuple[str, beam.PTransfo
             pending.append(step)
             continue
         flush()
-        batched = beam.ParDo(OnShard([step.stage], batch_size=step.batch_size))
-        out.append((step.label, batched.with_resource_hints(accelerator=step.accelerator) if step.accelerator
-                    else batched))
+        out.append((step.label, step.par_do(OnShard([step.stage], batch_size=step.batch_size))))
     flush()
     return out
 

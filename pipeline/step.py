@@ -31,9 +31,11 @@ class Step:
             if self.batch_size is not None:
                 pcoll = pcoll | f"BatchFor{self.label}" >> beam.BatchElements(
                     min_batch_size=1, max_batch_size=self.batch_size)
-            step = beam.ParDo(self.stage)
-            if self.accelerator:
-                step = step.with_resource_hints(accelerator=self.accelerator)
-            result = pcoll | self.label >> step.with_outputs(REJECTS, main="ok")
+            result = pcoll | self.label >> self.par_do(self.stage).with_outputs(REJECTS, main="ok")
         rejects.append(result[REJECTS])
         return result.ok
+
+    def par_do(self, dofn: beam.DoFn) -> beam.ParDo:
+        """`dofn` as a Beam step carrying this step's resource hint, if any."""
+        step = beam.ParDo(dofn)
+        return step.with_resource_hints(accelerator=self.accelerator) if self.accelerator else step
