@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean au-head
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,3 +38,13 @@ lint: $(STAMP)
 
 clean:
 	rm -rf build $(VENV)
+
+# The default AU head (schemas/au_head.json), learned from CK+ FACS codes with the knowledge head
+# (schemas/au_head_prior.json) as its prior and CK+ first frames as neutral negatives. Deterministic;
+# needs the CK+ release layout (research use): make au-head CKPLUS=path/to/ckplus
+CKPLUS ?= ../shared/corpora/ckplus48-facs-even
+au-head: $(STAMP)
+	$(BIN)/fea build --no-progress --source "ckplus:$(CKPLUS),neutral_first_frame=true" \
+		--set dedup.enabled=false --set au.head=schemas/au_head_prior.json -o build/au-head/ckplus
+	$(BIN)/fea calibrate build/au-head/ckplus --base schemas/au_head_prior.json --name fea-ckplus \
+		--terms "learned from CK+ FACS codes (Lucey et al. 2010), research use" -o schemas/au_head.json

@@ -7,12 +7,16 @@ The builds must carry corpus AU codes (`au_label_intensity`): the ckplus, disfa,
 rafau adapters, or the csv/jsonl adapters with the `au_column` option. Per AU the report gives the
 coded support, the model chosen for it (a logistic regression, or the base head with its threshold
 re-chosen, or as it is: whichever cross-validates best) and its subject-disjoint held-out F1, precision,
-recall and correlation; AUs coded too rarely keep the base head's model and say so.
+recall and correlation; AUs coded too rarely keep the base head's model and say so. Uncoded neutral-labelled
+faces (CK+ first frames with `neutral_first_frame=true`) are negatives for every AU, and each AU's threshold
+keeps it off all but `--neutral-rate` of them; the report gives the false-AU rate on neutral faces and the
+intensity error against the coded FACS levels (A-E), to which each AU's intensity slope is fitted.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pipeline.au.fit import AUFit, fit_head
 from pipeline.au.head import AUHead
@@ -20,28 +24,40 @@ from pipeline.au.training_data import read_faces
 
 
 def calibrate(builds: list[str | Path], base_head: Path, output: Path, min_positives: int = 10,
-              folds: int = 5) -> tuple[AUHead, list[AUFit]]:
-    faces = read_faces(builds)
+              folds: int = 5, neutral_rate: float = 0.01, neutral_negatives: bool = True,
+              name: str = "fea-calibrated", meta: dict[str, Any] | None = None) -> tuple[AUHead, list[AUFit]]:
+    faces = read_faces(builds, neutral_negatives=neutral_negatives)
     base = AUHead.load(base_head, faces.codes)
-    head, fits = fit_head(faces, base, min_positives=min_positives, folds=folds)
+    head, fits = fit_head(faces, base, name=name, min_positives=min_positives, folds=folds,
+                          neutral_rate=neutral_rate, meta=meta)
     head.write(output)
     return head, fits
 
 
 def report_lines(head: AUHead, fits: list[AUFit]) -> list[str]:
     """A table of the AUs: coded support, held-out scores and the model chosen, or why the base head was kept."""
-    lines = [f"{'AU':6}{'coded+':>7}{'coded-':>7}  {'F1':>5} {'prec':>5} {'rec':>5} {'corr':>5}  model"]
+    lines = [f"{'AU':6}{'coded+':>7}{'coded-':>7}  {'F1':>5} {'prec':>5} {'rec':>5} {'corr':>5} {'neut':>5} "
+             f"{'lvMAE':>5}  model"]
     models = {"logistic": "learned", "base-threshold": "base head, threshold re-chosen", "base": "base head"}
     for fit in fits:
         if fit.fitted:
             cv = fit.cv
             extra = f" (C={cv['C']})" if "C" in cv else ""
+            neutral = f"{cv['neutral_rate']:5.2f}" if "neutral_rate" in cv else f"{'':5}"
+            level = f"{cv['intensity_mae']:5.2f}" if "intensity_mae" in cv else f"{'':5}"
             lines.append(f"{fit.code:6}{fit.positives:7d}{fit.negatives:7d}  {cv['f1']:5.2f} {cv['precision']:5.2f} "
-                         f"{cv['recall']:5.2f} {cv['correlation']:5.2f}  {models[fit.kind]}{extra}")
+                         f"{cv['recall']:5.2f} {cv['correlation']:5.2f} {neutral} {level}  {models[fit.kind]}{extra}")
         else:
-            lines.append(f"{fit.code:6}{fit.positives:7d}{fit.negatives:7d}  {'':>23}  base head: {fit.reason}")
-    scored = [f.cv["f1"] for f in fits if f.fitted]
-    if scored:
-        lines.append(f"mean held-out F1 over the {len(scored)} coded AUs: {sum(scored) / len(scored):.3f} "
+            lines.append(f"{fit.code:6}{fit.positives:7d}{fit.negatives:7d}  {'':>35}  base head: {fit.reason}")
+    summary = head.meta.get("summary", {})
+    if summary.get("mean_f1") is not None:
+        lines.append(f"mean held-out F1 over the {summary['aus_scored']} coded AUs: {summary['mean_f1']:.3f} "
                      f"({head.meta['faces']} faces, {head.meta['subjects']} subjects, {head.meta['folds']} folds)")
+    if "aus_per_neutral_face" in summary:
+        lines.append(f"neutral faces ({summary['neutral_faces']}, negatives for every AU): "
+                     f"{summary['aus_per_neutral_face']:.2f} AUs per face, "
+                     f"{summary['neutral_faces_without_au']:.0%} with none (neut = share of them an AU fires on)")
+    if "intensity_mae" in summary:
+        lines.append(f"intensity against {summary['graded_levels']} coded FACS levels (A-E = 1-5): mean absolute "
+                     f"error {summary['intensity_mae']:.2f}, correlation {summary['intensity_correlation']}")
     return lines

@@ -32,6 +32,9 @@ class SourceItem:
     # The AUs the corpus codes for this item (an AU outside it is unknown, not absent; BP4D codes 12).
     # None together with au_labels = full FACS coding: every AU not listed in au_labels is absent.
     au_annotated: list[str] | None = None
+    # The AUs of au_labels whose FACS level (A-E) the corpus graded; the others were coded as occurrence only
+    # (their 0-5 value is corpus_au.json's occurrence_intensity). What intensity calibration learns from.
+    au_graded: list[str] | None = None
 
     @property
     def key(self) -> str:
@@ -78,6 +81,7 @@ class Sample:
     au_model_source: str | None = None
     au_label_intensity: list[float | None] | None = None  # vocabulary-aligned; None where not annotated
     au_label_present: list[str] | None = None
+    au_label_graded: list[str] | None = None  # annotated AUs whose FACS level the corpus graded (not occurrence only)
     au_label_source: str | None = None
     au_annotated: list[str] | None = None  # vocabulary AUs the corpus annotates for this item
     fe_au_consistency: float | None = None

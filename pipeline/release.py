@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.au.accuracy import ACCURACY_COLUMNS, accuracy_cells, head_summary_lines
 from pipeline.config import DATA_DIR, data_file
 from pipeline.io.build_dir import BuildDir
 from pipeline.io.manifest import Manifest
@@ -256,13 +257,10 @@ def _au_accuracy(stats: BuildStats) -> list[str]:
     lines = [f"AU head `{head['name']}@{head['version']}` ({head.get('method')}"
              + (f", fitted on {', '.join(head['fitted_on'])}" if head.get("fitted_on") else "") + "). "
              + f"Known accuracy per AU ({head.get('quality_source') or 'not measured against FACS coding'}):", ""]
-    rows = []
-    for au in stats.au_vocabulary:
-        q = head.get("quality", {}).get(au, {})
-        f1 = f"{q['f1']:.2f}" if isinstance(q.get("f1"), int | float) else "not measured"
-        support = f"{q['positives']}/{q['negatives']}" if "positives" in q else ""
-        rows.append([au, head.get("origin", {}).get(au, "?"), f1, support, q.get("kept_base", q.get("note", ""))])
-    lines += _table(["AU", "model", "held-out F1", "coded +/-", "note"], rows)
+    lines += [*head_summary_lines(head), ""] if head_summary_lines(head) else []
+    rows = [[au, head.get("origin", {}).get(au, "?"), *accuracy_cells(head.get("quality", {}).get(au, {}))]
+            for au in stats.au_vocabulary]
+    lines += _table(ACCURACY_COLUMNS, rows)
     return lines
 
 

@@ -33,6 +33,13 @@ SPEC = json.loads((SCHEMAS / "au_head_spec.json").read_text())
 
 @pytest.fixture(scope="module")
 def head() -> AUHead:
+    """The knowledge head: the prior the default head is learned from (make au-head)."""
+    return AUHead.load(SCHEMAS / "au_head_prior.json", CODES).bind(FEATURES)
+
+
+@pytest.fixture(scope="module")
+def default() -> AUHead:
+    """The default head: learned from CK+ FACS codes, the knowledge head as its prior."""
     return AUHead.load(SCHEMAS / "au_head.json", CODES).bind(FEATURES)
 
 
@@ -129,7 +136,22 @@ def test_measure_stage_rejects_a_degenerate_mesh() -> None:
 # --- the default head ----------------------------------------------------------------------------------
 
 
-def test_default_head_covers_the_vocabulary_and_says_where_it_comes_from(head: AUHead) -> None:
+def test_default_head_is_learned_from_facs_codes_and_carries_its_accuracy(default: AUHead, head: AUHead) -> None:
+    assert default.codes == CODES and default.meta["method"] == "fitted" and default.meta["base"] == head.tag
+    assert default.fitted_on and all(f.startswith("ckplus") for f in default.fitted_on)
+    assert "CK+" in default.meta["terms"] and "research use" in default.meta["terms"]
+    assert default.meta["command"].startswith("fea calibrate ") and default.meta["neutral_faces"] > 100
+    summary = default.meta["summary"]
+    assert summary["aus_per_neutral_face"] < 0.5 and summary["graded_levels"] > 100
+    learned = [c for c in CODES if default.origin[c] == "fitted"]
+    assert {"AU1", "AU2", "AU25"} <= set(learned)
+    for code in learned:  # held-out figures for every learned AU, neutral faces included
+        q = default.quality[code]
+        assert {"f1", "precision", "recall", "neutral_rate", "intensity_supported"} <= set(q), code
+    assert default.summary()["summary"] == summary and default.summary()["terms"] == default.meta["terms"]
+
+
+def test_knowledge_head_covers_the_vocabulary_and_says_where_it_comes_from(head: AUHead) -> None:
     assert head.codes == CODES and set(head.origin.values()) == {"knowledge"}
     assert head.meta["method"] == "knowledge" and head.fitted_on == []
     assert head.version.startswith(SPEC["version"] + "+")
@@ -166,7 +188,11 @@ def test_derivation_reads_rest_and_spread_from_the_reference() -> None:
     ("0-f1-su-ph.jpg", {"AU1", "AU2", "AU25", "AU27"}, {"AU4", "AU12", "AU15", "AU26"}),  # surprise, mouth agape
     ("15-f13-anc-ph.jpg", {"AU4", "AU17"}, {"AU1", "AU2", "AU12", "AU25", "AU26", "AU27"}),  # anger, lips pressed
 ])
-def test_default_head_on_posed_faces(head, make_detect, demo_sample, image, expected, absent) -> None:
+@pytest.mark.parametrize("which", ["head", "default"])
+def test_heads_on_posed_faces(which, request, make_detect, demo_sample, image, expected, absent) -> None:
+    head = request.getfixturevalue(which)
+    if which == "default" and image.startswith("15-"):  # learned from CK+ anger: brows, lids and lips (EMFACS 4+7+23)
+        expected = {"AU4", "AU7", "AU23"}
     face = only(run_stage(make_detect(), demo_sample(image)))
     face = only(run_stage(MeasureStage(MEASURES), face))
     out = only(run_stage(AUStage(head, "mediapipe-test"), face))

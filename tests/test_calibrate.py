@@ -183,3 +183,68 @@ def test_ckplus_build_calibrates_a_head_that_works_on_other_subjects(tmp_path: P
         tp = sum(predicted[k] and truth[k] for k in truth)
         f1 = 2 * tp / (sum(predicted[k] for k in truth) + sum(truth.values()))
         assert f1 >= 0.8, (au, f1)
+
+
+# --- neutral faces as negatives, and intensities fitted to coded FACS levels --------------------------------
+
+
+def faces_with_neutrals(seed: int = 0) -> FaceTable:
+    """Per subject: two peaks whose AU12 code and FACS level follow the smile's strength, and a neutral face whose
+    resting mouth reads as a faint smile for some people (uncoded, labelled neutral: a negative for every AU)."""
+    rng = np.random.default_rng(seed)
+    n_subjects = 40
+    rows, labels, graded, neutral, groups = [], [], [], [], []
+    for s in range(n_subjects):
+        rest = rng.uniform(0.0, 0.35)  # this person's resting smile reading
+        for kind in ("peak", "peak", "neutral"):
+            x = rng.random(len(FEATURES)) * 0.05
+            level = np.full(len(CODES), 0.0)
+            if kind == "peak" and rng.random() < 0.6:
+                strength = rng.uniform(0.3, 1.0)
+                level[CODES.index("AU12")] = 1 + round(4 * strength - 0.2)
+                x[FEATURES.index("bs:mouthSmileLeft")] = x[FEATURES.index("bs:mouthSmileRight")] = rest + strength
+            elif kind == "neutral":
+                x[FEATURES.index("bs:mouthSmileLeft")] = x[FEATURES.index("bs:mouthSmileRight")] = rest
+            rows.append(x)
+            labels.append(level if kind == "peak" else np.full(len(CODES), np.nan))
+            graded.append(level > 0)
+            neutral.append(kind == "neutral")
+            groups.append(f"S{s:03d}")
+    n = len(rows)
+    faces = FaceTable(["synthetic"], CODES, FEATURES, np.array(rows), np.array(labels), np.zeros((n, len(CODES))),
+                      groups, ["neutral" if k else None for k in neutral], ["lab"] * n, graded=np.array(graded))
+    faces.neutral = np.array(neutral)
+    faces.labels[faces.neutral] = 0.0  # what read_faces(neutral_negatives=True) does
+    return faces
+
+
+def test_neutral_faces_keep_each_au_quiet_and_are_reported() -> None:
+    faces = faces_with_neutrals()
+    head, fits = fit_head(faces, DEFAULT, min_positives=10, neutral_rate=0.02)
+    au12 = {f.code: f for f in fits}["AU12"]
+    assert "neutral_rate" in au12.cv and au12.cv["neutral_faces"] == 40
+    head.bind(FEATURES)
+    test = faces_with_neutrals(seed=1)  # other people
+    found = head.intensities(test.features)[:, CODES.index("AU12")] >= 1.0
+    assert found[test.neutral].mean() <= 0.1  # quiet on resting faces of new people
+    truth = test.labels[:, CODES.index("AU12")] > 0
+    assert 2 * (found & truth).sum() / (found.sum() + truth.sum()) >= 0.8
+    summary = head.meta["summary"]
+    assert summary["neutral_faces"] == 40 and 0 <= summary["aus_per_neutral_face"] <= 0.5
+
+
+def test_intensity_slope_is_fitted_to_the_coded_levels() -> None:
+    faces = faces_with_neutrals()
+    head, fits = fit_head(faces, DEFAULT, min_positives=10, neutral_rate=0.02)
+    q = head.quality["AU12"]
+    assert q["levels"] > 20 and q["intensity_mae_found"] is not None
+    row = CODES.index("AU12")
+    assert head.slope[row] != head.slope_below[row]  # fitted above the threshold, the base's below
+    untuned, _ = fit_head(faces, DEFAULT, min_positives=10, neutral_rate=0.02)
+    untuned.slope[:] = 20.0  # levels pinned near E: what an unfitted scale does
+    test = faces_with_neutrals(seed=1)
+    levels = test.graded[:, row]
+    fitted_error = np.abs(head.bind(FEATURES).intensities(test.features)[levels, row] - test.labels[levels, row])
+    pinned_error = np.abs(untuned.bind(FEATURES).intensities(test.features)[levels, row] - test.labels[levels, row])
+    assert fitted_error.mean() < pinned_error.mean()
+    assert "intensity_mae" in head.meta["summary"]

@@ -275,8 +275,8 @@ def test_corpus_wins_where_annotated_and_model_is_kept(au_stage: AUStage) -> Non
     assert full.au_model_intensity[CODES.index("AU12")] > 4.0
     assert full.au_annotated == CODES and len(full.au_label_intensity) == len(CODES)
 
-    partial = au_sample(au_stage, au_labels={"AU1": 0.0, "AU12": 4.0}, au_annotated=["AU1", "AU12", "AU23"])
-    assert partial.au_annotated == ["AU1", "AU12"]  # AU23 has no vocabulary column
+    partial = au_sample(au_stage, au_labels={"AU1": 0.0, "AU12": 4.0}, au_annotated=["AU1", "AU12", "AU45"])
+    assert partial.au_annotated == ["AU1", "AU12"]  # AU45 has no vocabulary column
     assert "AU1" not in partial.au_present and "AU12" in partial.au_present and "AU9" in partial.au_present
     assert partial.au_label_intensity[CODES.index("AU9")] is None  # not annotated: unknown, not 0
     assert partial.au_source == f"corpus:ckplus+{partial.au_model_source}"

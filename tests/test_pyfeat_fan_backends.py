@@ -62,14 +62,14 @@ def test_mapping_covers_the_vocabulary_and_scales_probabilities() -> None:
             "AU20", "AU23", "AU24", "AU25", "AU26", "AU28", "AU43"]  # py-feat's xgb output order
     probs = np.zeros((1, 20), dtype=np.float32)
     probs[0, keys.index("AU12")] = 0.8
-    probs[0, keys.index("AU23")] = 1.0  # not in our vocabulary: dropped
+    probs[0, keys.index("AU11")] = 1.0  # not in our vocabulary: dropped
     probs[0, keys.index("AU6")] = 0.4
     out = m.intensities(probs, keys)[0]
     assert out.shape == (len(m.codes),)
     assert out[m.codes.index("AU12")] == pytest.approx(4.0) and out[m.codes.index("AU6")] == pytest.approx(2.0)
     assert set(m.not_measured) == {"AU16", "AU18", "AU22", "AU27", "AU34"}
     assert all(out[m.codes.index(c)] == 0 for c in m.not_measured)
-    assert m.present(out) == ["AU12"]  # threshold 2.5 = probability 0.5
+    assert m.present(out) == ["AU12"]  # threshold 2.5 = probability 0.5; AU11 has no column
     with pytest.raises(ValueError, match="AU12"):
         m.intensities(probs[:, :9], keys[:9])
 
@@ -154,7 +154,7 @@ def test_pyfeat_stage_on_real_faces(pyfeat_dir: Path, wild_dir: Path, decode_fil
     for sample in kept:
         assert sample.au_intensity.shape == (len(vocab),) and sample.au_intensity.dtype == np.float32
         assert 0 <= sample.au_intensity.min() and sample.au_intensity.max() <= 5
-        assert sample.au_source.startswith("model:pyfeat-xgb@2.1.5+") and "pyfeat-map@1" in sample.au_source
+        assert sample.au_source.startswith("model:pyfeat-xgb@2.1.5+") and "pyfeat-map@2" in sample.au_source
         assert sample.mesh is None
     # The random trees still depend on the face: not every face gets the same AUs.
     assert len({tuple(np.round(s.au_intensity, 4)) for s in kept}) > 1

@@ -150,16 +150,26 @@ def test_card_states_each_aus_known_accuracy(tmp_path: Path) -> None:
     head = {"name": "fea-calibrated", "version": "fit-abc", "method": "fitted", "fitted_on": ["ckplus (160 faces)"],
             "origin": {"AU1": "fitted", "AU2": "recalibrated:d@1", "AU6": "base:d@1", "AU12": "fitted",
                        "AU26": "base:d@1"},
-            "quality": {"AU1": {"f1": 0.81, "positives": 60, "negatives": 100},
+            "quality": {"AU1": {"f1": 0.81, "precision": 0.9, "recall": 0.74, "neutral_rate": 0.012,
+                                "intensity_mae_found": 0.8, "intensity_supported": True, "positives": 60,
+                                "negatives": 100},
                         "AU2": {"f1": 0.5, "positives": 5, "negatives": 155},
                         "AU6": {"positives": 1, "negatives": 159, "kept_base": "1 coded positives (fewer than 3)"},
                         "AU12": {"f1": 0.93, "positives": 40, "negatives": 120}},
-            "quality_source": "subject-disjoint cross-validation on the calibration builds"}
+            "quality_source": "subject-disjoint cross-validation on the calibration builds",
+            "summary": {"mean_f1": 0.55, "aus_scored": 20, "neutral_faces": 162, "aus_per_neutral_face": 0.31,
+                        "neutral_faces_without_au": 0.83, "graded_levels": 235, "intensity_mae": 1.65,
+                        "intensity_correlation": 0.4},
+            "terms": "learned from CK+ FACS codes (Lucey et al. 2010), research use"}
     out = write_build(tmp_path / "build", {**MANIFEST, "au_head": head})
     _, body = parse_card(write_dataset_card(out))
     assert "AU head `fea-calibrated@fit-abc` (fitted, fitted on ckplus (160 faces))" in body
-    assert "| AU1 | fitted | 0.81 | 60/100 |" in body and "| AU12 | fitted | 0.93 | 40/120 |" in body
-    assert "| AU6 | base:d@1 | not measured | 1/159 | 1 coded positives (fewer than 3) |" in body
+    assert "| AU1 | fitted | 0.81 | 0.90 | 0.74 | 1.2% | 0.80 | yes | 60/100 |" in body
+    assert "| AU12 | fitted | 0.93 |" in body and "40/120" in body
+    assert "| AU6 | base:d@1 | not measured |" in body and "| 1/159 | 1 coded positives (fewer than 3) |" in body
     assert "| AU26 | base:d@1 | not measured |" in body
+    # The head's own figures: neutral faces, intensity agreement, the corpus terms.
+    assert "0.31 AUs per face, 83% with none" in body and "mean absolute error 1.65 levels" in body
+    assert "research use" in body
     # The build's conflict rate travels with it too.
     assert "flagged as conflicts" in body

@@ -8,7 +8,7 @@ reference population is one or more builds of unposed, mostly resting faces; its
 and spread (1.4826 x MAD, at least `min_scale`) are fixed in the head file, so a face's AUs never
 depend on the other faces of a build.
 
-    python -m pipeline.au.default_head build/fitw build/demo    # packaged au_head_spec.json -> au_head.json
+    python -m pipeline.au.default_head build/fitw build/demo   # au_head_spec.json -> au_head_prior.json
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("reference", nargs="+", type=Path, help="builds of the reference population")
     ap.add_argument("--spec", type=Path, default=data_file("au_head_spec.json"))
     ap.add_argument("--vocabulary", type=Path, default=data_file("au_vocabulary.csv"))
-    ap.add_argument("--output", type=Path, default=data_file("au_head.json"))
+    ap.add_argument("--output", type=Path, default=data_file("au_head_prior.json"))
     args = ap.parse_args(argv)
     codes = [row["code"] for row in load_au_vocabulary(args.vocabulary)]
     head = derive(json.loads(args.spec.read_text()), read_faces(args.reference), codes)

@@ -26,10 +26,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 
-from pipeline.au.head import AUHead
+from pipeline.au.head import AUHead, intensity_from_score
 from pipeline.au.training_data import FaceTable
 
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+F1_TOLERANCE = 0.02
 
 
 @dataclass
@@ -43,6 +44,9 @@ class AUFit:
     weights: np.ndarray | None = None  # logistic: raw feature units, then one weight per base-head score
     bias: float = 0.0  # logistic: intercept; base-threshold: minus the re-chosen threshold
     kind: str = "base"  # base | base-threshold | logistic
+    slope: float = 1.0  # intensity slope above the threshold, fitted to coded FACS levels (else the base head's)
+    slope_below: float = 1.0  # below the threshold: the base head's (the evidence's order, not a level)
+    held_out: np.ndarray | None = None  # per face of the table: held-out score (> 0 present), NaN where not scored
 
 
 def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -70,9 +74,28 @@ def _best_threshold(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     # only cut between distinct scores
     valid = np.r_[s[1:] < s[:-1], True]
     f1 = np.where(valid, f1, -1)
-    best = int(np.argmax(f1))
+    # Of the cuts within F1_TOLERANCE of the best, the lowest: posed corpora separate the classes by a wide gap,
+    # and a cut high in it would miss the subtler expressions of unposed faces.
+    best = int(np.flatnonzero(f1 >= f1.max() - F1_TOLERANCE)[-1])
     threshold = (s[best] + s[best + 1]) / 2 if best + 1 < len(s) else s[best] - 1e-6
     return float(threshold), float(f1[best])
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How thresholds are chosen: F1 on the coded faces, but an AU may fire on at most `neutral_rate` of the
+    neutral faces (their held-out scores): a face without muscle activity gets no AU."""
+    neutral: np.ndarray  # bool per face
+    neutral_rate: float = 0.01
+
+    def threshold(self, scores: np.ndarray, y: np.ndarray, rows: np.ndarray) -> tuple[float, float]:
+        if not y.any() or y.all():
+            return 0.0, 0.0
+        threshold, _ = _best_threshold(scores, y)
+        neutral = self.neutral[rows]
+        if neutral.any():  # the quantile of the neutral faces' scores that `neutral_rate` of them exceed
+            threshold = max(threshold, float(np.quantile(scores[neutral], 1.0 - self.neutral_rate)))
+        return threshold, _scores(scores > threshold, y)[0]
 
 
 def _oof_scores(x, y, groups, c: float, folds: int) -> np.ndarray:
@@ -85,11 +108,11 @@ def _oof_scores(x, y, groups, c: float, folds: int) -> np.ndarray:
     return scores
 
 
-def _choose(x, y, groups, folds: int) -> tuple[float, float, float]:
+def _choose(x, y, groups, rows, rule: Rule, folds: int) -> tuple[float, float, float]:
     """(C, threshold, F1) chosen by subject-disjoint cross-validation on these faces."""
     best = (C_GRID[0], 0.0, -1.0)
     for c in C_GRID:
-        threshold, f1 = _best_threshold(_oof_scores(x, y, groups, c, folds), y)
+        threshold, f1 = rule.threshold(_oof_scores(x, y, groups, c, folds), y, rows)
         if f1 > best[2]:
             best = (c, threshold, f1)
     return best
@@ -103,27 +126,23 @@ def _scores(pred: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     return f1, precision, recall
 
 
-def _threshold_fit(score: np.ndarray, y: np.ndarray) -> float:
-    return _best_threshold(score, y)[0] if y.any() and (~y).any() else 0.0
-
-
-def _base_threshold_cv(score: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int) -> float:
+def _base_threshold_cv(score: np.ndarray, y: np.ndarray, groups: np.ndarray, rows, rule: Rule,
+                       folds: int) -> float:
     """Held-out F1 of the base head's score with its threshold re-chosen on the training subjects."""
     pred = np.zeros(len(y), dtype=bool)
     for train, test in GroupKFold(n_splits=folds).split(score, y, groups):
-        pred[test] = score[test] > _threshold_fit(score[train], y[train])
+        pred[test] = score[test] > rule.threshold(score[train], y[train], rows[train])[0]
     return _scores(pred, y)[0]
 
 
-def _select(x, base_score, y, groups, folds: int, allow_logistic: bool) -> tuple[str, float, float]:
+def _select(x, base_score, y, groups, rows, rule: Rule, folds: int, allow_logistic: bool) -> tuple[str, float, float]:
     """Which model to use for this AU on these faces, by subject-disjoint cross-validated F1:
     the base head as it is, the base head with a re-chosen threshold (one parameter: enough for rare AUs),
     or a logistic regression (when the AU is coded often enough). Returns (kind, C, threshold)."""
-    options = [("base", _scores(base_score > 0, y)[0], 0.0, 0.0),
-               ("base-threshold", _base_threshold_cv(base_score, y, groups, folds), 0.0,
-                _threshold_fit(base_score, y))]
+    options = [("base-threshold", _base_threshold_cv(base_score, y, groups, rows, rule, folds), 0.0,
+                rule.threshold(base_score, y, rows)[0])]
     if allow_logistic:
-        c, threshold, f1 = _choose(x, y, groups, folds)
+        c, threshold, f1 = _choose(x, y, groups, rows, rule, folds)
         options.append(("logistic", f1, c, threshold))
     kind, _, c, threshold = max(options, key=lambda o: o[1])  # first of equals: the simplest model
     return kind, c, threshold
@@ -135,12 +154,41 @@ def _fitted_score(kind: str, c: float, threshold: float, x_train, y_train, x_tes
     return base_test - threshold
 
 
+def fit_slope(scores: np.ndarray, levels: np.ndarray, default: float, min_found: int = 5
+              ) -> tuple[float, float, float]:
+    """The slope above the threshold whose 5 x sigmoid(slope x score - ln 4) is closest (mean absolute error) to
+    the coded FACS levels (A-E = 1-5) of the faces the head finds the AU on; (slope, error, correlation).
+    `default` when fewer than `min_found` of them are found."""
+    found = scores > 0
+    slope = default
+    if len(levels) == 0:
+        return slope, float("nan"), float("nan")
+    if found.sum() >= min_found:
+        grid = np.geomspace(0.02, 20.0, 121)
+        errors = [float(np.abs(intensity_from_score(scores[found], s) - levels[found]).mean()) for s in grid]
+        slope = float(grid[int(np.argmin(errors))])
+    predicted = intensity_from_score(scores, slope, default)
+    corr = float(np.corrcoef(predicted, levels)[0, 1]) if len(levels) > 2 and predicted.std() > 0 and levels.std() > 0 \
+        else float("nan")
+    return slope, float(np.abs(predicted - levels).mean()), corr
+
+
 def fit_au(code: str, x: np.ndarray, base_score: np.ndarray, intensity: np.ndarray, groups: np.ndarray,
-           min_positives: int, folds: int, min_recalibrate: int = 3) -> AUFit:
+           min_positives: int, folds: int, min_recalibrate: int = 3, neutral: np.ndarray | None = None,
+           graded: np.ndarray | None = None, neutral_rate: float = 0.01, base_slope: float = 1.0,
+           min_levels: int = 10, max_level_error: float = 1.0) -> AUFit:
     """Choose, score and fit the model of one AU. `x` holds the face features followed by the base head's
-    scores (a prior: the base head's FACS knowledge costs the logistic model nothing to use)."""
+    scores (a prior: the base head's FACS knowledge costs the logistic model nothing to use). Faces marked
+    `neutral` are negatives the threshold must keep quiet (at most `neutral_rate` of them fire); the FACS
+    levels of `graded` faces fit the intensity slope."""
     coded = ~np.isnan(intensity)
+    table_rows = np.flatnonzero(coded)
+    neutral = np.zeros(len(intensity), dtype=bool) if neutral is None else neutral
+    graded = np.zeros(len(intensity), dtype=bool) if graded is None else graded
     x, base_score, intensity, groups = x[coded], base_score[coded], intensity[coded], groups[coded]
+    neutral, graded = neutral[coded], graded[coded]
+    rule = Rule(neutral, neutral_rate)
+    rows = np.arange(len(intensity))
     y = intensity > 0
     positives, negatives = int(y.sum()), int((~y).sum())
     n_groups = len(set(groups.tolist()))
@@ -148,6 +196,11 @@ def fit_au(code: str, x: np.ndarray, base_score: np.ndarray, intensity: np.ndarr
     if min(positives, negatives) < min_recalibrate or folds < 3:
         why = (f"only {n_groups} subjects: cannot cross-validate" if folds < 3 else
                f"{positives} coded positives, {negatives} negatives (fewer than {min_recalibrate})")
+        # Too rare to learn from, but the neutral faces still bound how often the base head may fire.
+        cap = float(np.quantile(base_score[neutral], 1.0 - neutral_rate)) if neutral.any() else 0.0
+        if cap > 0:
+            return AUFit(code, positives, negatives, False, why + "; threshold raised to keep neutral faces quiet",
+                         bias=-cap, kind="base-threshold", slope=base_slope)
         return AUFit(code, positives, negatives, False, why)
     allow_logistic = min(positives, negatives) >= min_positives
     # Outer subject-disjoint folds: the model chosen and fitted on the training subjects, scored on the others.
@@ -157,18 +210,41 @@ def fit_au(code: str, x: np.ndarray, base_score: np.ndarray, intensity: np.ndarr
         if y[train].sum() < 2 or (~y[train]).sum() < 2:
             continue
         inner = min(folds, len(set(groups[train].tolist())))
-        kind, c, threshold = _select(x[train], base_score[train], y[train], groups[train], inner, allow_logistic)
+        kind, c, threshold = _select(x[train], base_score[train], y[train], groups[train], train, rule, inner,
+                                     allow_logistic)
         held_scores[test] = _fitted_score(kind, c, threshold, x[train], y[train], x[test], base_score[test])
         held_out[test] = True
-    f1, precision, recall = _scores(held_scores[held_out] > 0, y[held_out])
+    held_full = np.full(len(coded), np.nan)
+    held_full[table_rows[held_out]] = held_scores[held_out]
+    expressive = held_out & ~neutral  # F1 is about faces that show something; neutral faces get their own rate
+    f1, precision, recall = _scores(held_scores[expressive] > 0, y[expressive])
     correlation = float(np.corrcoef(held_scores[held_out], intensity[held_out])[0, 1]) if held_out.sum() > 2 else 0.0
+    levels = held_out & graded & y
+    slope, level_error, level_corr = fit_slope(held_scores[levels], intensity[levels], base_slope)
+    # A model's own scores are log-odds, the base head's evidence units: below the threshold each keeps its scale.
+    found_levels = levels & (held_scores > 0)
+    found_error = float(np.abs(intensity_from_score(held_scores[found_levels], slope) - intensity[found_levels]
+                               ).mean()) if found_levels.any() else float("nan")
     # Final model: chosen on all faces, fitted on all faces.
-    kind, c, threshold = _select(x, base_score, y, groups, folds, allow_logistic)
+    kind, c, threshold = _select(x, base_score, y, groups, rows, rule, folds, allow_logistic)
     cv = {"f1": round(f1, 4), "precision": round(precision, 4), "recall": round(recall, 4),
           "correlation": round(0.0 if np.isnan(correlation) else correlation, 4), "model": kind,
-          "faces": int(held_out.sum())}
+          "faces": int(expressive.sum())}
+    if (held_out & neutral).any():
+        cv["neutral_faces"] = int((held_out & neutral).sum())
+        cv["neutral_rate"] = round(float((held_scores[held_out & neutral] > 0).mean()), 4)
+    if levels.any():
+        cv |= {"levels": int(levels.sum()), "intensity_mae": round(level_error, 3),
+               "levels_found": int(found_levels.sum()),
+               "intensity_mae_found": None if np.isnan(found_error) else round(found_error, 3),
+               "intensity_correlation": None if np.isnan(level_corr) else round(level_corr, 3)}
+    # Levels are stated only where the AU was graded often enough and the head's levels, where it finds the AU,
+    # are within `max_level_error` of the coders'.
+    cv["intensity_supported"] = bool(found_levels.sum() >= min_levels and found_error <= max_level_error)
     if kind != "logistic":
-        return AUFit(code, positives, negatives, True, cv=cv, weights=None, bias=-threshold, kind=kind)
+        return AUFit(code, positives, negatives, True, cv=cv, weights=None, bias=-threshold, kind=kind, slope=slope,
+                     slope_below=base_slope,
+                     held_out=held_full)
     center, scale = _standardise(x)
     model = LogisticRegression(C=c, solver="newton-cholesky", max_iter=200, class_weight="balanced")
     with warnings.catch_warnings():
@@ -176,13 +252,17 @@ def fit_au(code: str, x: np.ndarray, base_score: np.ndarray, intensity: np.ndarr
         model.fit((x - center) / scale, y)
     weights = model.coef_[0] / scale
     bias = float(model.intercept_[0] - (model.coef_[0] * center / scale).sum() - threshold)
-    return AUFit(code, positives, negatives, True, cv={**cv, "C": c}, weights=weights, bias=bias, kind=kind)
+    return AUFit(code, positives, negatives, True, cv={**cv, "C": c}, weights=weights, bias=bias, kind=kind,
+                 slope=slope, slope_below=base_slope, held_out=held_full)
 
 
 def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_positives: int = 10,
-             folds: int = 5) -> tuple[AUHead, list[AUFit]]:
+             folds: int = 5, neutral_rate: float = 0.01, meta: dict[str, Any] | None = None
+             ) -> tuple[AUHead, list[AUFit]]:
     """A head learned from `faces`: per AU, the model that cross-validates best among a logistic regression
-    (AUs coded at least `min_positives` times), the base head with a re-chosen threshold, and the base head."""
+    (AUs coded at least `min_positives` times) and the base head with a re-chosen threshold; thresholds keep
+    each AU off all but `neutral_rate` of the neutral faces; intensity slopes fit the coded FACS levels.
+    `meta` adds provenance (the command, the corpus terms) to the head file."""
     if not np.isfinite(faces.labels).any():
         raise ValueError("the builds carry no corpus AU codes (au_label_intensity): calibration needs a FACS-coded "
                          "corpus (ckplus, disfa, disfaplus, bp4d, rafau adapters, or csv/jsonl with au_column)")
@@ -200,21 +280,26 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
     weights = np.zeros((len(faces.codes), len(features)))
     bias = np.zeros(len(faces.codes))
     slope = np.ones(len(faces.codes))
+    slope_below = np.array([base.slope_below[b] for b in base_rows], dtype=np.float64)
     origin: dict[str, str] = {}
     quality: dict[str, dict[str, Any]] = {}
     fits = []
     for row, code in enumerate(faces.codes):
         b = base_rows[row]
-        result = fit_au(code, augmented, base_scores[:, row], faces.labels[:, row], groups, min_positives, folds)
+        result = fit_au(code, augmented, base_scores[:, row], faces.labels[:, row], groups, min_positives, folds,
+                        neutral=faces.neutral, graded=faces.graded[:, row], neutral_rate=neutral_rate,
+                        base_slope=float(base.slope[b]))
         fits.append(result)
         support = {"positives": result.positives, "negatives": result.negatives}
         if result.kind == "logistic":
             direct, prior = result.weights[: len(features)], result.weights[len(features):]
             weights[row] = direct + prior @ base_weights[base_rows]
             bias[row] = result.bias + prior @ base.bias[base_rows]
+            slope[row] = result.slope
             origin[code] = "fitted"
         else:  # the base head's model, its threshold re-chosen when that scored better
-            weights[row], bias[row], slope[row] = base_weights[b], base.bias[b] + result.bias, base.slope[b]
+            weights[row], bias[row] = base_weights[b], base.bias[b] + result.bias
+            slope[row] = result.slope if result.fitted else base.slope[b]
             origin[code] = {"base-threshold": f"recalibrated:{base.tag}"}.get(result.kind, f"base:{base.tag}")
         if result.fitted:
             quality[code] = {**result.cv, **support, "source": "subject-disjoint cross-validation"}
@@ -223,17 +308,45 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
     used = np.flatnonzero(np.abs(weights).sum(axis=0) > 0)
     head = AUHead(
         name=name, version="", codes=list(faces.codes), features=[features[i] for i in used],
-        weights=weights[:, used], bias=bias, slope=slope, supersedes=dict(base.supersedes), origin=origin,
-        quality=quality,
+        weights=weights[:, used], bias=bias, slope=slope, slope_below=slope_below,
+        supersedes=dict(base.supersedes), origin=origin, quality=quality,
         meta={"description": __doc__.split("\n\n")[0].replace("\n", " "), "method": "fitted",
               "fitted_on": [f"{source} ({count} faces)" for source, count in _sources(faces)],
               "base": base.tag, "min_positives": min_positives, "folds": folds,
               "faces": len(faces.features), "subjects": len(set(faces.groups)),
-              "quality_source": "subject-disjoint cross-validation on the calibration builds"},
+              "neutral_faces": int(faces.neutral.sum()), "neutral_rate": neutral_rate,
+              "quality_source": "subject-disjoint cross-validation on the calibration builds",
+              "summary": summarise(faces, fits), **(meta or {})},
     )
     digest = hashlib.sha256(json.dumps([head.content_version(), head.meta["fitted_on"]]).encode()).hexdigest()
     head.version = f"fit-{digest[:12]}"
     return head, fits
+
+
+def summarise(faces: FaceTable, fits: list[AUFit]) -> dict[str, Any]:
+    """Head-level held-out figures: mean F1 over the AUs with their own figures, AUs found per neutral face (and
+    the share of neutral faces with none), and the intensity error over every graded FACS level."""
+    scored = [f for f in fits if f.fitted and f.held_out is not None]
+    out: dict[str, Any] = {"mean_f1": round(float(np.mean([f.cv["f1"] for f in scored])), 4) if scored else None,
+                           "aus_scored": len(scored)}
+    if scored and faces.neutral.any():
+        found = np.array([np.nan_to_num(f.held_out[faces.neutral], nan=-1.0) > 0 for f in scored]).sum(axis=0)
+        out |= {"neutral_faces": int(faces.neutral.sum()), "aus_per_neutral_face": round(float(found.mean()), 4),
+                "neutral_faces_without_au": round(float((found == 0).mean()), 4)}
+    errors, truth, predicted = [], [], []
+    for f in scored:
+        row = faces.codes.index(f.code)
+        levels = faces.graded[:, row] & (np.nan_to_num(faces.labels[:, row]) > 0) & np.isfinite(f.held_out)
+        if levels.any():
+            value = intensity_from_score(f.held_out[levels], f.slope, f.slope_below)
+            errors += list(np.abs(value - faces.labels[levels, row]))
+            truth += list(faces.labels[levels, row])
+            predicted += list(value)
+    if errors:
+        out |= {"graded_levels": len(errors), "intensity_mae": round(float(np.mean(errors)), 3),
+                "intensity_correlation": round(float(np.corrcoef(predicted, truth)[0, 1]), 3)
+                if len(errors) > 2 and np.std(predicted) > 0 and np.std(truth) > 0 else None}
+    return out
 
 
 def _sources(faces: FaceTable) -> list[tuple[str, int]]:

@@ -7,6 +7,9 @@ and a bias, in the features' own units:
     score     = bias + sum(weight * feature)            > 0  <=>  the AU is present
     intensity = 5 * sigmoid(slope * score - ln 4)        0-5; exactly 1.0 (FACS level A) at score 0
 
+`slope` applies above the threshold and may be fitted to coded FACS levels (A-E = 1-5, `fea calibrate`);
+`slope_below` (default: `slope`) keeps the evidence's order below it.
+
 so `intensity >= 1` is the occurrence rule, intensity grows smoothly with the evidence towards 5
 (level E), and below the threshold it keeps the evidence's order instead of clipping it to 0.
 An AU may supersede others (FACS: a stretched mouth, AU27, is scored instead of a jaw drop, AU26):
@@ -63,12 +66,17 @@ class AUHead:
     features: list[str]  # the head's inputs, by name
     weights: np.ndarray  # (n_aus, n_features), in the features' own units
     bias: np.ndarray  # (n_aus,)
-    slope: np.ndarray  # (n_aus,)
+    slope: np.ndarray  # (n_aus,) above the threshold
     supersedes: dict[str, list[str]] = field(default_factory=dict)  # AU -> AUs it replaces when present
     origin: dict[str, str] = field(default_factory=dict)  # AU -> how its model was made
     quality: dict[str, dict[str, Any]] = field(default_factory=dict)  # AU -> known accuracy (f1, support, ...)
     meta: dict[str, Any] = field(default_factory=dict)  # description, method, fitted_on, ...
+    slope_below: np.ndarray | None = None  # (n_aus,) below the threshold; None = `slope`
     _columns: np.ndarray | None = None  # positions of `features` in the face feature vector, once bound
+
+    def __post_init__(self) -> None:
+        if self.slope_below is None:
+            self.slope_below = np.array(self.slope, dtype=np.float64)
 
     @property
     def tag(self) -> str:
@@ -82,7 +90,8 @@ class AUHead:
         """What the manifest and dataset card say about the head: its name, version, origin and known accuracy."""
         return {"name": self.name, "version": self.version, "method": self.meta.get("method"),
                 "fitted_on": self.fitted_on, "origin": self.origin, "quality": self.quality,
-                "quality_source": self.meta.get("quality_source")}
+                "quality_source": self.meta.get("quality_source"), "summary": self.meta.get("summary"),
+                "terms": self.meta.get("terms")}
 
     # -- reading and writing ------------------------------------------------------------------------------
 
@@ -110,7 +119,9 @@ class AUHead:
                 weights[row, features.index(name)] = float(value)
         bias = np.array([float(aus[c]["bias"]) for c in codes])
         slope = np.array([float(aus[c].get("slope", 1.0)) for c in codes])
-        if not np.isfinite(weights).all() or not np.isfinite(bias).all() or not (slope > 0).all():
+        below = np.array([float(aus[c].get("slope_below", aus[c].get("slope", 1.0))) for c in codes])
+        if not np.isfinite(weights).all() or not np.isfinite(bias).all() or not (slope > 0).all() \
+                or not (below > 0).all():
             raise HeadError(f"{where}: weights and biases must be finite and slopes positive")
         meta = {k: v for k, v in spec.items() if k not in ("format", "name", "version", "aus", "quality")}
         supersedes = {c: list(aus[c]["supersedes"]) for c in codes if aus[c].get("supersedes")}
@@ -119,14 +130,17 @@ class AUHead:
             raise HeadError(f"{where}: supersedes AU(s) outside the vocabulary: {', '.join(unknown)}")
         return cls(spec["name"], str(spec["version"]), list(codes), features, weights, bias, slope,
                    supersedes=supersedes, origin={c: aus[c].get("origin", "unknown") for c in codes},
-                   quality={c: dict(q) for c, q in spec.get("quality", {}).items()}, meta=meta)
+                   quality={c: dict(q) for c, q in spec.get("quality", {}).items()}, meta=meta, slope_below=below)
 
     def to_dict(self) -> dict[str, Any]:
         aus = {}
         for row, code in enumerate(self.codes):
             nonzero = {f: round(float(w), 8) for f, w in zip(self.features, self.weights[row], strict=True) if w != 0}
             aus[code] = {"origin": self.origin.get(code, "unknown"), "bias": round(float(self.bias[row]), 8),
-                         "slope": round(float(self.slope[row]), 6), "weights": nonzero,
+                         "slope": round(float(self.slope[row]), 6),
+                         **({"slope_below": round(float(self.slope_below[row]), 6)}
+                            if self.slope_below[row] != self.slope[row] else {}),
+                         "weights": nonzero,
                          **({"supersedes": self.supersedes[code]} if code in self.supersedes else {})}
         return {"format": FORMAT, "name": self.name, "version": self.version, **self.meta, "aus": aus,
                 "quality": self.quality}
@@ -141,7 +155,9 @@ class AUHead:
         """A version derived from what the head computes (weights, biases, slopes, features, AUs)."""
         blob = json.dumps([self.codes, self.features, np.round(self.weights, 8).tolist(),
                            np.round(self.bias, 8).tolist(), np.round(self.slope, 6).tolist(),
-                           sorted(self.supersedes.items())])
+                           sorted(self.supersedes.items())]
+                          + ([np.round(self.slope_below, 6).tolist()]
+                             if (self.slope_below != self.slope).any() else []))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     # -- applying -----------------------------------------------------------------------------------------
@@ -163,7 +179,7 @@ class AUHead:
         return x @ self.weights.T + self.bias
 
     def intensities(self, features: np.ndarray) -> np.ndarray:
-        intensity = intensity_from_score(self.scores(features), self.slope)
+        intensity = intensity_from_score(self.scores(features), self.slope, self.slope_below)
         for code, replaced in self.supersedes.items():
             present = intensity[..., self.codes.index(code)] >= PRESENT_AT
             for other in replaced:
@@ -175,6 +191,9 @@ class AUHead:
         return [code for code, value in zip(self.codes, intensity, strict=True) if value >= PRESENT_AT]
 
 
-def intensity_from_score(score: np.ndarray, slope: np.ndarray | float = 1.0) -> np.ndarray:
-    z = np.clip(np.asarray(slope) * score - _OFFSET, -50.0, 50.0)
+def intensity_from_score(score: np.ndarray, slope: np.ndarray | float = 1.0,
+                         slope_below: np.ndarray | float | None = None) -> np.ndarray:
+    score = np.asarray(score, dtype=np.float64)
+    below = slope if slope_below is None else slope_below
+    z = np.clip(np.where(score > 0, np.asarray(slope) * score, np.asarray(below) * score) - _OFFSET, -50.0, 50.0)
     return (INTENSITY_MAX / (1.0 + np.exp(-z))).astype(np.float32)

@@ -4,6 +4,11 @@ One row per face (a build has one row per face and task): the face feature vecto
 then mesh measures, named as the head expects them), the corpus AU coding where the corpus has one
 (`au_label_intensity`: 0-5 per vocabulary AU, NaN where the corpus does not code that AU), and the
 subject, used to keep a subject's faces in one cross-validation fold.
+
+Neutral negatives: a face the corpus labels `neutral` and codes no AU for (CK+'s first frames, which the
+CK+ protocol records at neutral; any corpus's neutral-labelled faces) shows no muscle activity, so with
+`neutral_negatives` it is coded absent for every AU. That is what teaches a head to stay quiet on
+resting faces; `neutral` marks those faces so their false-AU rate can be reported.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pipeline.io.build_dir import BuildDir
 
 COLUMNS = ["face_id", "source", "source_item", "subject_id", "emotion", "blendshapes", "face_measures",
            "au_intensity", "au_label_intensity"]
+OPTIONAL = ["au_label_graded"]  # builds before record schema 1.5 lack it: no graded levels
 
 
 @dataclass
@@ -31,9 +37,17 @@ class FaceTable:
     groups: list[str]  # subject (or, without one, the item: a face is its own group)
     emotions: list[str | None]
     sources: list[str]
+    neutral: np.ndarray | None = None  # (n_faces,) bool: an uncoded neutral face taken as negative for every AU
+    graded: np.ndarray | None = None  # (n_faces, n_aus) bool: the corpus graded this AU's FACS level (A-E)
+
+    def __post_init__(self) -> None:
+        if self.neutral is None:
+            self.neutral = np.zeros(len(self.features), dtype=bool)
+        if self.graded is None:
+            self.graded = np.zeros(self.labels.shape, dtype=bool)
 
 
-def read_faces(builds: list[str | Path | BuildDir]) -> FaceTable:
+def read_faces(builds: list[str | Path | BuildDir], neutral_negatives: bool = False) -> FaceTable:
     codes: list[str] | None = None
     names: list[str] | None = None
     rows: list[dict] = []
@@ -51,7 +65,8 @@ def read_faces(builds: list[str | Path | BuildDir]) -> FaceTable:
             codes, names = build_codes, build_names
         elif (codes, names) != (build_codes, build_names):
             raise ValueError(f"{build}: AU vocabulary or face features differ from those of {builds[0]}")
-        table = build.read_rows(COLUMNS)
+        shard_columns = build.parquet(build.shards()[0]).schema_arrow.names if build.shards() else COLUMNS
+        table = build.read_rows(COLUMNS + [c for c in OPTIONAL if c in shard_columns])
         for row in table.to_pylist() if table is not None else []:
             if row["face_id"] not in seen:  # rows are per (face, task): one per face
                 seen.add(row["face_id"])
@@ -63,9 +78,14 @@ def read_faces(builds: list[str | Path | BuildDir]) -> FaceTable:
         n, len(names))
     labels = np.array([[np.nan if v is None else v for v in (r["au_label_intensity"] or [None] * len(codes))]
                        for r in rows], dtype=np.float64).reshape(n, len(codes))
+    graded = np.array([[c in (r.get("au_label_graded") or ()) for c in codes] for r in rows], dtype=bool).reshape(
+        n, len(codes))
+    uncoded = ~np.isfinite(labels).any(axis=1)
+    neutral = np.array([r["emotion"] == "neutral" for r in rows], dtype=bool) & uncoded & neutral_negatives
+    labels[neutral] = 0.0
     return FaceTable(
         builds=[str(b) for b in builds], codes=codes, feature_names=names, features=features, labels=labels,
         au_intensity=np.array([r["au_intensity"] for r in rows], dtype=np.float64).reshape(n, len(codes)),
         groups=[r["subject_id"] or f"{r['source']}:{r['source_item']}" for r in rows],
-        emotions=[r["emotion"] for r in rows], sources=[r["source"] for r in rows],
+        emotions=[r["emotion"] for r in rows], sources=[r["source"] for r in rows], neutral=neutral, graded=graded,
     )

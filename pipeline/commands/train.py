@@ -13,6 +13,7 @@ from pipeline.commands.args import (
     EXIT_USAGE,
     POSITIVE,
     at_least,
+    fraction,
     output_path,
     positive_float,
 )
@@ -107,6 +108,12 @@ def add_calibrate(sub) -> None:
                    help="fewest coded positives (and negatives) to learn an AU's own model; rarer AUs keep the base "
                    "head's model, with its threshold re-chosen when that scores better")
     c.add_argument("--folds", type=at_least(3), default=5, help="subject-disjoint cross-validation folds")
+    c.add_argument("--neutral-rate", type=fraction, default=0.01,
+                   help="largest share of the neutral faces (uncoded, labelled neutral) an AU may fire on")
+    c.add_argument("--no-neutral-negatives", dest="neutral_negatives", action="store_false",
+                   help="do not take uncoded neutral-labelled faces as negatives for every AU")
+    c.add_argument("--name", default="fea-calibrated", help="the head's name (in au_source, manifest and card)")
+    c.add_argument("--terms", default=None, help="the terms of the corpus the head is learned from, kept in the head")
     c.add_argument("--base", help="head whose models rarely coded AUs keep (default: params' au.head)")
     c.add_argument("--params", type=Path, default=None, help="params file (for au.head)")
     c.set_defaults(handler=cmd_calibrate)
@@ -119,7 +126,16 @@ def cmd_calibrate(args) -> int:
     config = load_config(args.params)
     base = Path(args.base) if args.base else config.resolve_input(config.au.head)
     try:
-        head, fits = calibrate(args.builds, base, args.output, min_positives=args.min_positives, folds=args.folds)
+        # The command in a canonical form (folder names, not machine paths): the head file stays deterministic.
+        meta = {"command": f"fea calibrate {' '.join(Path(str(b)).name for b in args.builds)} --base {base.name} "
+                           f"--min-positives {args.min_positives} --folds {args.folds} "
+                           f"--neutral-rate {args.neutral_rate}" + ("" if args.neutral_negatives else
+                                                                    " --no-neutral-negatives")}
+        if args.terms:
+            meta["terms"] = args.terms
+        head, fits = calibrate(args.builds, base, args.output, min_positives=args.min_positives, folds=args.folds,
+                               neutral_rate=args.neutral_rate, neutral_negatives=args.neutral_negatives,
+                               name=args.name, meta=meta)
     except ValueError as exc:
         print(f"fea calibrate: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -60,6 +60,7 @@ def face_columns(s: Sample, split: str, versions: dict[str, str]) -> dict[str, A
         "au_model_source": s.au_model_source,
         "au_label_intensity": _vector(s.au_label_intensity),
         "au_label_present": s.au_label_present,
+        "au_label_graded": s.au_label_graded,
         "au_label_source": s.au_label_source,
         "au_annotated": s.au_annotated,
         "blendshapes": [round(float(v), 4) for v in s.blendshapes],

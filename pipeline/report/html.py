@@ -138,24 +138,20 @@ def _consistency(stats: BuildStats) -> dict[str, Any]:
 
 def _au_head(stats: BuildStats) -> dict[str, Any]:
     """The head in use, each AU's known accuracy, and the emotion probe: released AUs against raw blendshapes."""
+    from pipeline.au.accuracy import ACCURACY_COLUMNS, accuracy_cells, head_summary_lines
     from pipeline.au.probe import emotion_probe, read_faces
 
     head = stats.manifest.au_head
     shown = None
     if head:
-        rows = []
-        for au in stats.au_vocabulary:
-            q = head.get("quality", {}).get(au, {})
-            f1 = q.get("f1")
-            rows.append([au, head.get("origin", {}).get(au, "?"),
-                         "not measured" if f1 is None else f"{f1:.2f}",
-                         f"{q['positives']}/{q['negatives']}" if "positives" in q else "",
-                         q.get("kept_base", q.get("note", ""))])
+        rows = [[au, head.get("origin", {}).get(au, "?"), *accuracy_cells(head.get("quality", {}).get(au, {}))]
+                for au in stats.au_vocabulary]
         shown = {
             "name": head["name"], "version": head["version"], "method": str(head.get("method")),
             "fitted_on": head.get("fitted_on") or [],
             "quality_source": head.get("quality_source") or "not measured against FACS coding",
-            "table": Table(["AU", "model", "held-out F1", "coded +/-", "note"], rows),
+            "summary": head_summary_lines(head),
+            "table": Table(ACCURACY_COLUMNS, rows),
         }
     probe = emotion_probe(read_faces([stats.build]), repeats=2, max_faces=2000)
     if probe is not None:

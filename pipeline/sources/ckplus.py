@@ -12,9 +12,10 @@ CVPR Workshops 2010):
 
 One item per sequence: the peak frame (the frame the Emotion/FACS files name, else the last image) with
 the FACS coding as corpus AU labels (full FACS: an AU not listed is absent) and the emotion when the
-sequence has one. Option `neutral_first_frame` (default false) adds the first frame as neutral, without AU
-labels (CK+ codes only the peak). Subject = S005. No official split. Intensity 0 ("unspecified") gets the
-occurrence value of corpus_au.json. Rejects: malformed_facs / malformed_emotion (the file and
+sequence has one; the AUs whose FACS file gives a level (1-5) are `au_graded`. Option `neutral_first_frame`
+(default false) adds the first frame as neutral, without AU labels (CK+ codes only the peak; `fea calibrate`
+takes such uncoded neutral faces as negatives for every AU). Subject = S005. No official split. Intensity 0
+("unspecified") gets the occurrence value of corpus_au.json. Rejects: malformed_facs / malformed_emotion (the file and
 line), unknown_label, no_frames.
 """
 
@@ -43,8 +44,10 @@ def _code(text: str) -> str:
     return str(int(value))
 
 
-def read_facs(path: Path) -> dict[str, float]:
+def read_facs(path: Path) -> tuple[dict[str, float], list[str]]:
+    """A FACS file -> ({code: 0-5}, the codes whose level A-E the file grades); intensity 0 = unspecified."""
     labels: dict[str, float] = {}
+    graded: list[str] = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         parts = line.split()
         if not parts:
@@ -57,7 +60,9 @@ def read_facs(path: Path) -> dict[str, float]:
         except ValueError as exc:
             raise ParseError(f"{path.name}:{number}: {line.strip()[:80]!r}: {exc}") from None
         labels[code] = level if level > 0 else occurrence_intensity()
-    return labels
+        if level > 0:
+            graded.append(code)
+    return labels, graded
 
 
 class CkPlusSource(Source):
@@ -95,15 +100,15 @@ class CkPlusSource(Source):
                     yield self.reject(rel, "unknown_label", f"CK+ emotion code {raw!r} (expected 0..7)")
                     continue
                 emotion = labels[raw]
-            au_labels = None
+            au_labels = graded = None
             if facs_files:
                 try:
-                    au_labels = read_facs(facs_files[0])
+                    au_labels, graded = read_facs(facs_files[0])
                 except ParseError as exc:
                     yield self.reject(rel, "malformed_facs", str(exc))
                     continue
             yield SourceItem(self.name, rel, str(peak), emotion=emotion, emotion_raw=raw, subject_id=subject,
-                             meta=meta, au_labels=au_labels, au_annotated=annotated)
+                             meta=meta, au_labels=au_labels, au_annotated=annotated, au_graded=graded)
             if neutral_first and len(frames) > 1:
                 first = frames[0]
                 yield SourceItem(self.name, first.relative_to(root).as_posix(), str(first), emotion="neutral",

@@ -54,6 +54,8 @@ def merge_corpus_aus(sample: Sample, codes: list[str]) -> None:
     sample.au_model_source = sample.au_source
     sample.au_label_intensity = [float(labels.get(c, 0.0)) if c in scope else None for c in codes]
     sample.au_label_present = [c for c in annotated if labels.get(c, 0.0) > 0]
+    graded = set(item.au_graded or ())
+    sample.au_label_graded = [c for c in sample.au_label_present if c in graded]
     sample.au_label_source = f"corpus:{item.source}"
     sample.au_annotated = annotated
     model = sample.au_model_intensity

@@ -1,0 +1,46 @@
+"""A head's known accuracy in words and table cells: what the dataset card and the HTML report show per AU.
+
+Reads the manifest's `au_head` (AUHead.summary()): per AU its held-out quality (fea calibrate), and the head's
+summary (mean F1, AUs found on neutral faces, intensity agreement with coded FACS levels).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ACCURACY_COLUMNS = ["AU", "model", "held-out F1", "precision", "recall", "on neutral faces", "level error",
+                    "levels stated", "coded +/-", "note"]
+
+
+def _figure(value: Any, digits: int = 2) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, int | float) else ""
+
+
+def accuracy_cells(q: dict[str, Any]) -> list[str]:
+    """One AU's known accuracy as table cells (ACCURACY_COLUMNS after AU and model): held-out F1, precision,
+    recall, the share of neutral faces it fires on, the mean error of its levels against coded FACS levels
+    (A-E), whether answers state its levels, coded support, and why the base head was kept."""
+    return [_figure(q.get("f1")) or "not measured", _figure(q.get("precision")), _figure(q.get("recall")),
+            f"{q['neutral_rate']:.1%}" if isinstance(q.get("neutral_rate"), int | float) else "",
+            _figure(q.get("intensity_mae_found")), "yes" if q.get("intensity_supported") else "no",
+            f"{q['positives']}/{q['negatives']}" if "positives" in q else "", q.get("kept_base", q.get("note", ""))]
+
+
+def head_summary_lines(head: dict[str, Any]) -> list[str]:
+    """The head's held-out figures in sentences: mean F1, AUs found on neutral faces, intensity agreement."""
+    summary = head.get("summary") or {}
+    lines = []
+    if summary.get("mean_f1") is not None:
+        lines.append(f"Held-out mean F1 over {summary['aus_scored']} coded AUs: {summary['mean_f1']:.2f}.")
+    if "aus_per_neutral_face" in summary:
+        lines.append(f"On {summary['neutral_faces']} neutral faces of held-out people: "
+                     f"{summary['aus_per_neutral_face']:.2f} AUs per face, "
+                     f"{summary['neutral_faces_without_au']:.0%} with none.")
+    if "intensity_mae" in summary:
+        lines.append(f"Intensity against {summary['graded_levels']} coded FACS levels (A-E = 1-5): mean absolute "
+                     f"error {summary['intensity_mae']:.2f} levels, correlation "
+                     f"{_figure(summary.get('intensity_correlation')) or 'n/a'}; answers state levels only for "
+                     "the AUs marked below.")
+    if head.get("terms"):
+        lines.append(f"Terms: {head['terms']}.")
+    return lines
