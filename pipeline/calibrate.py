@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pipeline.au.accuracy import head_summary_lines
 from pipeline.au.fit import AUFit, fit_head
 from pipeline.au.head import AUHead
 from pipeline.au.training_data import read_faces
@@ -49,15 +50,8 @@ def report_lines(head: AUHead, fits: list[AUFit]) -> list[str]:
                          f"{cv['recall']:5.2f} {cv['correlation']:5.2f} {neutral} {level}  {models[fit.kind]}{extra}")
         else:
             lines.append(f"{fit.code:6}{fit.positives:7d}{fit.negatives:7d}  {'':>35}  base head: {fit.reason}")
-    summary = head.meta.get("summary", {})
-    if summary.get("mean_f1") is not None:
-        lines.append(f"mean held-out F1 over the {summary['aus_scored']} coded AUs: {summary['mean_f1']:.3f} "
-                     f"({head.meta['faces']} faces, {head.meta['subjects']} subjects, {head.meta['folds']} folds)")
-    if "aus_per_neutral_face" in summary:
-        lines.append(f"neutral faces ({summary['neutral_faces']}, negatives for every AU): "
-                     f"{summary['aus_per_neutral_face']:.2f} AUs per face, "
-                     f"{summary['neutral_faces_without_au']:.0%} with none (neut = share of them an AU fires on)")
-    if "intensity_mae" in summary:
-        lines.append(f"intensity against {summary['graded_levels']} coded FACS levels (A-E = 1-5): mean absolute "
-                     f"error {summary['intensity_mae']:.2f}, correlation {summary['intensity_correlation']}")
+    lines += head_summary_lines(head.summary())
+    meta = head.meta
+    lines.append(f"({meta['faces']} faces, {meta['subjects']} subjects, {meta['folds']} subject-disjoint folds; "
+                 "neut = share of the neutral faces an AU fires on, lvMAE = level error)")
     return lines

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 ACCURACY_COLUMNS = ["AU", "model", "held-out F1", "precision", "recall", "on neutral faces", "level error",
-                    "levels stated", "coded +/-", "note"]
+                    "levels supported", "coded +/-", "note"]
 
 
 def _figure(value: Any, digits: int = 2) -> str:
@@ -19,7 +19,8 @@ def _figure(value: Any, digits: int = 2) -> str:
 def accuracy_cells(q: dict[str, Any]) -> list[str]:
     """One AU's known accuracy as table cells (ACCURACY_COLUMNS after AU and model): held-out F1, precision,
     recall, the share of neutral faces it fires on, the mean error of its levels against coded FACS levels
-    (A-E), whether answers state its levels, coded support, and why the base head was kept."""
+    (A-E) where it finds the AU, whether those levels are supported (enough graded faces, error <= 1 level),
+    coded support, and why the base head was kept."""
     return [_figure(q.get("f1")) or "not measured", _figure(q.get("precision")), _figure(q.get("recall")),
             f"{q['neutral_rate']:.1%}" if isinstance(q.get("neutral_rate"), int | float) else "",
             _figure(q.get("intensity_mae_found")), "yes" if q.get("intensity_supported") else "no",
@@ -39,8 +40,7 @@ def head_summary_lines(head: dict[str, Any]) -> list[str]:
     if "intensity_mae" in summary:
         lines.append(f"Intensity against {summary['graded_levels']} coded FACS levels (A-E = 1-5): mean absolute "
                      f"error {summary['intensity_mae']:.2f} levels, correlation "
-                     f"{_figure(summary.get('intensity_correlation')) or 'n/a'}; answers state levels only for "
-                     "the AUs marked below.")
+                     f"{_figure(summary.get('intensity_correlation')) or 'n/a'}.")
     if head.get("terms"):
         lines.append(f"Terms: {head['terms']}.")
     return lines

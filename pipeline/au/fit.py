@@ -45,7 +45,6 @@ class AUFit:
     bias: float = 0.0  # logistic: intercept; base-threshold: minus the re-chosen threshold
     kind: str = "base"  # base | base-threshold | logistic
     slope: float = 1.0  # intensity slope above the threshold, fitted to coded FACS levels (else the base head's)
-    slope_below: float = 1.0  # below the threshold: the base head's (the evidence's order, not a level)
     held_out: np.ndarray | None = None  # per face of the table: held-out score (> 0 present), NaN where not scored
 
 
@@ -136,9 +135,9 @@ def _base_threshold_cv(score: np.ndarray, y: np.ndarray, groups: np.ndarray, row
 
 
 def _select(x, base_score, y, groups, rows, rule: Rule, folds: int, allow_logistic: bool) -> tuple[str, float, float]:
-    """Which model to use for this AU on these faces, by subject-disjoint cross-validated F1:
-    the base head as it is, the base head with a re-chosen threshold (one parameter: enough for rare AUs),
-    or a logistic regression (when the AU is coded often enough). Returns (kind, C, threshold)."""
+    """Which model to use for this AU on these faces, by subject-disjoint cross-validated F1: the base head with
+    its threshold re-chosen by `rule` (one parameter: enough for rare AUs), or a logistic regression (when the AU
+    is coded often enough). Returns (kind, C, threshold)."""
     options = [("base-threshold", _base_threshold_cv(base_score, y, groups, rows, rule, folds), 0.0,
                 rule.threshold(base_score, y, rows)[0])]
     if allow_logistic:
@@ -154,33 +153,36 @@ def _fitted_score(kind: str, c: float, threshold: float, x_train, y_train, x_tes
     return base_test - threshold
 
 
-def fit_slope(scores: np.ndarray, levels: np.ndarray, default: float, min_found: int = 5
-              ) -> tuple[float, float, float]:
+def fit_slope(scores: np.ndarray, levels: np.ndarray, default: float, below: float, min_found: int = 5
+              ) -> tuple[float, float, float, float]:
     """The slope above the threshold whose 5 x sigmoid(slope x score - ln 4) is closest (mean absolute error) to
-    the coded FACS levels (A-E = 1-5) of the faces the head finds the AU on; (slope, error, correlation).
-    `default` when fewer than `min_found` of them are found."""
+    the coded FACS levels (A-E = 1-5) of the faces the head finds the AU on (`default` when fewer than
+    `min_found` are found); `below` is the slope under the threshold. Returns (slope, error over every level,
+    error over the found ones, correlation); NaN where there is nothing to measure."""
     found = scores > 0
     slope = default
-    if len(levels) == 0:
-        return slope, float("nan"), float("nan")
     if found.sum() >= min_found:
         grid = np.geomspace(0.02, 20.0, 121)
         errors = [float(np.abs(intensity_from_score(scores[found], s) - levels[found]).mean()) for s in grid]
         slope = float(grid[int(np.argmin(errors))])
-    predicted = intensity_from_score(scores, slope, default)
+    if len(levels) == 0:
+        return slope, float("nan"), float("nan"), float("nan")
+    predicted = intensity_from_score(scores, slope, below)
+    error = np.abs(predicted - levels)
     corr = float(np.corrcoef(predicted, levels)[0, 1]) if len(levels) > 2 and predicted.std() > 0 and levels.std() > 0 \
         else float("nan")
-    return slope, float(np.abs(predicted - levels).mean()), corr
+    return slope, float(error.mean()), float(error[found].mean()) if found.any() else float("nan"), corr
 
 
 def fit_au(code: str, x: np.ndarray, base_score: np.ndarray, intensity: np.ndarray, groups: np.ndarray,
            min_positives: int, folds: int, min_recalibrate: int = 3, neutral: np.ndarray | None = None,
-           graded: np.ndarray | None = None, neutral_rate: float = 0.01, base_slope: float = 1.0,
+           graded: np.ndarray | None = None, neutral_rate: float = 0.01, base_slopes: tuple[float, float] = (1.0, 1.0),
            min_levels: int = 10, max_level_error: float = 1.0) -> AUFit:
     """Choose, score and fit the model of one AU. `x` holds the face features followed by the base head's
     scores (a prior: the base head's FACS knowledge costs the logistic model nothing to use). Faces marked
     `neutral` are negatives the threshold must keep quiet (at most `neutral_rate` of them fire); the FACS
-    levels of `graded` faces fit the intensity slope."""
+    levels of `graded` faces fit the intensity slope above the threshold. `base_slopes`: the base head's slopes
+    (above, below the threshold); below it the AU keeps the base head's."""
     coded = ~np.isnan(intensity)
     table_rows = np.flatnonzero(coded)
     neutral = np.zeros(len(intensity), dtype=bool) if neutral is None else neutral
@@ -200,7 +202,7 @@ def fit_au(code: str, x: np.ndarray, base_score: np.ndarray, intensity: np.ndarr
         cap = float(np.quantile(base_score[neutral], 1.0 - neutral_rate)) if neutral.any() else 0.0
         if cap > 0:
             return AUFit(code, positives, negatives, False, why + "; threshold raised to keep neutral faces quiet",
-                         bias=-cap, kind="base-threshold", slope=base_slope)
+                         bias=-cap, kind="base-threshold", slope=base_slopes[0])
         return AUFit(code, positives, negatives, False, why)
     allow_logistic = min(positives, negatives) >= min_positives
     # Outer subject-disjoint folds: the model chosen and fitted on the training subjects, scored on the others.
@@ -220,11 +222,8 @@ def fit_au(code: str, x: np.ndarray, base_score: np.ndarray, intensity: np.ndarr
     f1, precision, recall = _scores(held_scores[expressive] > 0, y[expressive])
     correlation = float(np.corrcoef(held_scores[held_out], intensity[held_out])[0, 1]) if held_out.sum() > 2 else 0.0
     levels = held_out & graded & y
-    slope, level_error, level_corr = fit_slope(held_scores[levels], intensity[levels], base_slope)
-    # A model's own scores are log-odds, the base head's evidence units: below the threshold each keeps its scale.
+    slope, level_error, found_error, level_corr = fit_slope(held_scores[levels], intensity[levels], *base_slopes)
     found_levels = levels & (held_scores > 0)
-    found_error = float(np.abs(intensity_from_score(held_scores[found_levels], slope) - intensity[found_levels]
-                               ).mean()) if found_levels.any() else float("nan")
     # Final model: chosen on all faces, fitted on all faces.
     kind, c, threshold = _select(x, base_score, y, groups, rows, rule, folds, allow_logistic)
     cv = {"f1": round(f1, 4), "precision": round(precision, 4), "recall": round(recall, 4),
@@ -243,7 +242,6 @@ def fit_au(code: str, x: np.ndarray, base_score: np.ndarray, intensity: np.ndarr
     cv["intensity_supported"] = bool(found_levels.sum() >= min_levels and found_error <= max_level_error)
     if kind != "logistic":
         return AUFit(code, positives, negatives, True, cv=cv, weights=None, bias=-threshold, kind=kind, slope=slope,
-                     slope_below=base_slope,
                      held_out=held_full)
     center, scale = _standardise(x)
     model = LogisticRegression(C=c, solver="newton-cholesky", max_iter=200, class_weight="balanced")
@@ -253,7 +251,7 @@ def fit_au(code: str, x: np.ndarray, base_score: np.ndarray, intensity: np.ndarr
     weights = model.coef_[0] / scale
     bias = float(model.intercept_[0] - (model.coef_[0] * center / scale).sum() - threshold)
     return AUFit(code, positives, negatives, True, cv={**cv, "C": c}, weights=weights, bias=bias, kind=kind,
-                 slope=slope, slope_below=base_slope, held_out=held_full)
+                 slope=slope, held_out=held_full)
 
 
 def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_positives: int = 10,
@@ -288,7 +286,7 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
         b = base_rows[row]
         result = fit_au(code, augmented, base_scores[:, row], faces.labels[:, row], groups, min_positives, folds,
                         neutral=faces.neutral, graded=faces.graded[:, row], neutral_rate=neutral_rate,
-                        base_slope=float(base.slope[b]))
+                        base_slopes=(float(base.slope[b]), float(base.slope_below[b])))
         fits.append(result)
         support = {"positives": result.positives, "negatives": result.negatives}
         if result.kind == "logistic":
@@ -316,14 +314,15 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
               "faces": len(faces.features), "subjects": len(set(faces.groups)),
               "neutral_faces": int(faces.neutral.sum()), "neutral_rate": neutral_rate,
               "quality_source": "subject-disjoint cross-validation on the calibration builds",
-              "summary": summarise(faces, fits), **(meta or {})},
+              **(meta or {})},
     )
+    head.meta["summary"] = summarise(faces, fits, head)
     digest = hashlib.sha256(json.dumps([head.content_version(), head.meta["fitted_on"]]).encode()).hexdigest()
     head.version = f"fit-{digest[:12]}"
     return head, fits
 
 
-def summarise(faces: FaceTable, fits: list[AUFit]) -> dict[str, Any]:
+def summarise(faces: FaceTable, fits: list[AUFit], head: AUHead) -> dict[str, Any]:
     """Head-level held-out figures: mean F1 over the AUs with their own figures, AUs found per neutral face (and
     the share of neutral faces with none), and the intensity error over every graded FACS level."""
     scored = [f for f in fits if f.fitted and f.held_out is not None]
@@ -338,7 +337,7 @@ def summarise(faces: FaceTable, fits: list[AUFit]) -> dict[str, Any]:
         row = faces.codes.index(f.code)
         levels = faces.graded[:, row] & (np.nan_to_num(faces.labels[:, row]) > 0) & np.isfinite(f.held_out)
         if levels.any():
-            value = intensity_from_score(f.held_out[levels], f.slope, f.slope_below)
+            value = intensity_from_score(f.held_out[levels], head.slope[row], head.slope_below[row])
             errors += list(np.abs(value - faces.labels[levels, row]))
             truth += list(faces.labels[levels, row])
             predicted += list(value)

@@ -65,8 +65,9 @@ def read_faces(builds: list[str | Path | BuildDir], neutral_negatives: bool = Fa
             codes, names = build_codes, build_names
         elif (codes, names) != (build_codes, build_names):
             raise ValueError(f"{build}: AU vocabulary or face features differ from those of {builds[0]}")
-        shard_columns = build.parquet(build.shards()[0]).schema_arrow.names if build.shards() else COLUMNS
-        table = build.read_rows(COLUMNS + [c for c in OPTIONAL if c in shard_columns])
+        shards = build.shards()
+        present = build.parquet(shards[0]).schema_arrow.names if shards else COLUMNS
+        table = build.read_table(shards, COLUMNS + [c for c in OPTIONAL if c in present])
         for row in table.to_pylist() if table is not None else []:
             if row["face_id"] not in seen:  # rows are per (face, task): one per face
                 seen.add(row["face_id"])
