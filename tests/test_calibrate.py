@@ -248,3 +248,22 @@ def test_intensity_slope_is_fitted_to_the_coded_levels() -> None:
     pinned_error = np.abs(untuned.bind(FEATURES).intensities(test.features)[levels, row] - test.labels[levels, row])
     assert fitted_error.mean() < pinned_error.mean()
     assert "intensity_mae" in head.meta["summary"]
+
+
+def test_facs_scores_count_neutral_faces_apart_and_levels_with_misses() -> None:
+    from pipeline.au.facs_scores import score_head
+
+    faces = faces_with_neutrals()
+    row = CODES.index("AU12")
+    intensity = np.full(faces.labels.shape, np.nan)
+    truth = faces.labels[:, row] > 0
+    intensity[:, row] = np.where(truth, faces.labels[:, row], 0.5)  # every coded AU12 found at its own level
+    intensity[np.flatnonzero(faces.neutral)[:4], row] = 2.0  # ... and 4 neutral faces wrongly given one
+    figures = score_head(faces, intensity)
+    au12 = figures["aus"]["AU12"]
+    assert au12["f1"] == 1.0 and au12["neutral_rate"] == pytest.approx(4 / 40)  # neutral faces are not in F1
+    assert figures["aus_per_neutral_face"] == pytest.approx(4 / 40) and figures["intensity_mae"] == 0.0
+    assert set(figures["aus"]) == {"AU12"}  # unscored AUs (NaN) are not judged
+    intensity[np.flatnonzero(truth)[0], row] = 0.5  # one coded AU missed: counts in recall and the level error
+    missed = score_head(faces, intensity)
+    assert missed["aus"]["AU12"]["recall"] < 1.0 and missed["intensity_mae"] > 0

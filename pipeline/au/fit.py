@@ -26,6 +26,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 
+from pipeline.au.facs_scores import score_head
 from pipeline.au.head import AUHead, intensity_from_score
 from pipeline.au.training_data import FaceTable
 
@@ -323,29 +324,17 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
 
 
 def summarise(faces: FaceTable, fits: list[AUFit], head: AUHead) -> dict[str, Any]:
-    """Head-level held-out figures: mean F1 over the AUs with their own figures, AUs found per neutral face (and
-    the share of neutral faces with none), and the intensity error over every graded FACS level."""
-    scored = [f for f in fits if f.fitted and f.held_out is not None]
-    out: dict[str, Any] = {"mean_f1": round(float(np.mean([f.cv["f1"] for f in scored])), 4) if scored else None,
-                           "aus_scored": len(scored)}
-    if scored and faces.neutral.any():
-        found = np.array([np.nan_to_num(f.held_out[faces.neutral], nan=-1.0) > 0 for f in scored]).sum(axis=0)
-        out |= {"neutral_faces": int(faces.neutral.sum()), "aus_per_neutral_face": round(float(found.mean()), 4),
-                "neutral_faces_without_au": round(float((found == 0).mean()), 4)}
-    errors, truth, predicted = [], [], []
-    for f in scored:
-        row = faces.codes.index(f.code)
-        levels = faces.graded[:, row] & (np.nan_to_num(faces.labels[:, row]) > 0) & np.isfinite(f.held_out)
-        if levels.any():
-            value = intensity_from_score(f.held_out[levels], head.slope[row], head.slope_below[row])
-            errors += list(np.abs(value - faces.labels[levels, row]))
-            truth += list(faces.labels[levels, row])
-            predicted += list(value)
-    if errors:
-        out |= {"graded_levels": len(errors), "intensity_mae": round(float(np.mean(errors)), 3),
-                "intensity_correlation": round(float(np.corrcoef(predicted, truth)[0, 1]), 3)
-                if len(errors) > 2 and np.std(predicted) > 0 and np.std(truth) > 0 else None}
-    return out
+    """Head-level held-out figures (pipeline/au/facs_scores.py) from the held-out scores of the AUs that have
+    their own: mean F1, AUs per neutral face and the share with none, the error against every graded level."""
+    intensity = np.full(faces.labels.shape, np.nan)
+    for f in fits:
+        if f.fitted and f.held_out is not None:
+            row = faces.codes.index(f.code)
+            scored = np.isfinite(f.held_out)
+            intensity[scored, row] = intensity_from_score(f.held_out[scored], head.slope[row], head.slope_below[row])
+    figures = score_head(faces, intensity, min_support=0)
+    figures.pop("aus")
+    return figures
 
 
 def _sources(faces: FaceTable) -> list[tuple[str, int]]:
