@@ -56,13 +56,15 @@ def yes_no_subject(truth: Sequence[str], candidates: Sequence[str], key: str, pu
 
 
 def pick(label: str | None, present: Sequence[str], au_codes: Sequence[str], emotions: Sequence[str],
-         key: str) -> Probes:
-    """All question subjects of one face for one task key."""
+         key: str, graded: Sequence[str] | None = None) -> Probes:
+    """All question subjects of one face for one task key. An intensity question asks about one of the
+    present AUs whose levels can be stated (`graded`; default: all present AUs)."""
     probe_au = yes_no_subject(present, au_codes, key, "au")
     if probe_au is None:
         raise ValueError("cannot pick an AU to ask about: the AU vocabulary is empty")
     probe_emotion = yes_no_subject([label], emotions, key, "emotion") if label else None
     rng = _rng(key, "focus")
     # Half of the intensity questions ask about one AU, half ask for all of them.
-    focus = rng.choice(sorted(present)) if present and rng.random() < 0.5 else None
+    gradable = sorted(present if graded is None else set(present) & set(graded))
+    focus = rng.choice(gradable) if gradable and rng.random() < 0.5 else None
     return Probes(mc_options(label, emotions, key), probe_au, probe_emotion, focus)

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.au.accuracy import ACCURACY_COLUMNS, accuracy_cells, head_summary_lines
+from pipeline.au.accuracy import ACCURACY_COLUMNS, LEVELS_NOTE, accuracy_cells, head_summary_lines
 from pipeline.config import DATA_DIR, data_file
 from pipeline.io.build_dir import BuildDir
 from pipeline.io.manifest import Manifest
@@ -257,7 +257,7 @@ def _au_accuracy(stats: BuildStats) -> list[str]:
     lines = [f"AU head `{head['name']}@{head['version']}` ({head.get('method')}"
              + (f", fitted on {', '.join(head['fitted_on'])}" if head.get("fitted_on") else "") + "). "
              + f"Known accuracy per AU ({head.get('quality_source') or 'not measured against FACS coding'}):", ""]
-    lines += [*head_summary_lines(head), ""] if head_summary_lines(head) else []
+    lines += [*head_summary_lines(head), LEVELS_NOTE, ""]
     rows = [[au, head.get("origin", {}).get(au, "?"), *accuracy_cells(head.get("quality", {}).get(au, {}))]
             for au in stats.au_vocabulary]
     lines += _table(ACCURACY_COLUMNS, rows)

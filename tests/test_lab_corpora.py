@@ -107,6 +107,7 @@ def test_ckplus_peak_frames_emotion_and_facs(tmp_path: Path, demo_dir: Path) -> 
     # Intensity 0 = unspecified -> the occurrence value; AU45 (not in the vocabulary) stays on the item.
     assert s005.au_labels == {"AU1": 2.0, "AU9": OCC, "AU45": OCC}
     assert s005.au_annotated is None  # full FACS coding
+    assert s005.au_graded == ["AU1"]  # the only AU the file gives a level (B) for
     assert by_subject["S010"].emotion is None and by_subject["S010"].au_labels == {"AU12": 4.0}
     assert rejects["cohn-kanade-images/S011/001/S011_001_00000002.png"].reason == "malformed_facs"
     assert "S011_001_00000002_facs.txt:2" in rejects["cohn-kanade-images/S011/001/S011_001_00000002.png"].detail
@@ -160,6 +161,7 @@ def test_disfa_peak_and_rate_sampling_with_per_frame_intensities(tmp_path: Path,
                for i in items)
     assert items[0].au_labels["AU12"] == 5.0 and "AU4" not in items[0].au_annotated  # its line was malformed
     assert set(items[1].au_annotated) == {f"AU{a}" for a in DISFA_AUS}
+    assert items[1].au_graded == sorted(items[1].au_annotated)  # DISFA grades every AU it codes (0-5)
     assert rejects["ActionUnit_Labels/SN001/SN001_au4.txt:6"].reason == "malformed_au_line"
     assert rejects["Videos_LeftCamera/LeftVideoSN002_comp.avi"].reason == "missing_au_labels"
 
@@ -189,6 +191,7 @@ def test_disfaplus_trials(tmp_path: Path, demo_dir: Path) -> None:
     items, rejects = split(listing(DisfaPlusSource, tmp_path, sampling="peaks", top_k=1))
     assert [i.source_item for i in items] == [f"DISFAPlus/Images/SN001/{trial}/001.jpg"]
     assert items[0].au_labels == {"AU1": 4.0} and items[0].subject_id == "SN001"
+    assert items[0].au_graded == ["AU1"]
     assert rejects[f"DISFAPlus/Labels/SN001/{trial}/AU12.txt:2"].reason == "malformed_au_line"
 
 
@@ -225,6 +228,7 @@ def test_bp4d_occurrence_intensity_and_unknown(tmp_path: Path, demo_dir: Path) -
     assert by_frame[2].au_labels["AU12"] == 4.0  # AU_INT replaces the occurrence value
     assert by_frame[2].au_labels["AU6"] == OCC and by_frame[2].au_labels["AU23"] == OCC
     assert by_frame[2].au_labels["AU1"] == 0.0
+    assert by_frame[2].au_graded == ["AU12"] and by_frame[3].au_graded == []  # only AU_INT grades; 9 = not graded
     assert "AU2" not in by_frame[3].au_annotated and "AU1" in by_frame[3].au_annotated  # 9 = not coded
     assert "AU9" not in by_frame[1].au_annotated  # BP4D does not code AU9 at all
     assert rejects["F001_T1.csv:5"].reason == "malformed_au_line"
@@ -267,8 +271,10 @@ def au_sample(au_stage: AUStage, **item: Any) -> Sample:
 
 
 def test_corpus_wins_where_annotated_and_model_is_kept(au_stage: AUStage) -> None:
-    full = au_sample(au_stage, emotion="surprise", au_labels={"AU1": 2.0, "AU2": OCC, "AU45": OCC})
+    full = au_sample(au_stage, emotion="surprise", au_labels={"AU1": 2.0, "AU2": OCC, "AU45": OCC},
+                     au_graded=["AU1", "AU45"])
     assert full.au_present == ["AU1", "AU2"]  # full FACS: every other AU is coded absent
+    assert full.au_label_graded == ["AU1"]  # graded and in the vocabulary
     assert full.au_model_present == CODES and full.au_model_source == "model:face_landmarker@test+all-on@test"
     assert full.au_label_source == "corpus:ckplus" and full.au_source == "corpus:ckplus"
     assert full.au_intensity[CODES.index("AU1")] == 2.0 and full.au_intensity[CODES.index("AU12")] == 0.0

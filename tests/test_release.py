@@ -170,6 +170,6 @@ def test_card_states_each_aus_known_accuracy(tmp_path: Path) -> None:
     assert "| AU26 | base:d@1 | not measured |" in body
     # The head's own figures: neutral faces, intensity agreement, the corpus terms.
     assert "0.31 AUs per face, 83% with none" in body and "mean absolute error 1.65 levels" in body
-    assert "research use" in body
+    assert "research use" in body and "left ungraded" in body
     # The build's conflict rate travels with it too.
     assert "flagged as conflicts" in body

@@ -215,8 +215,13 @@ def test_build_context() -> None:
         "intensity": 4.0,
         "level": "severe",
         "grade": "D",
+        "graded": "AU12" in KNOWLEDGE.head.graded_codes,
     }
     assert ctx["aus"][1]["region"] == "upper" and ctx["aus"][1]["level"] == "marked"
+    # the present AUs split by whether the head supports their levels, strongest first in each
+    graded = KNOWLEDGE.head.graded_codes
+    assert [au["code"] for au in ctx["graded_aus"]] == [c for c in ("AU12", "AU6", "AU25") if c in graded]
+    assert [au["code"] for au in ctx["ungraded_aus"]] == [c for c in ("AU12", "AU6", "AU25") if c not in graded]
     assert [au["code"] for au in ctx["evidence_aus"]] == ["AU12", "AU6"]  # absent AU9 never cited
     assert ctx["consistency"] == 0.8 and ctx["conflict"] is False
     with pytest.raises(ValueError):

@@ -219,28 +219,37 @@ def test_yes_no_balance() -> None:
 
 
 def test_au_intensity_matches_the_au_values(library: TemplateLibrary, samples: list[Sample]) -> None:
-    focused = 0
+    """Levels are stated for the AUs whose levels the AU head supports, and match their values; the other
+    present AUs are named as active with no level; a question about one AU only asks about a graded one."""
+    graded = packaged().head.graded_codes
+    assert graded, "the default head supports the levels of some AUs"
+    focused = with_graded = 0
     for sample in samples:
         ctx = context(sample, "au_intensity")
         values = {c: float(sample.au_intensity[CODES.index(c)]) for c in sample.au_present}
         focus = ctx["focus_au"]["code"] if ctx["focus_au"] else None
         focused += focus is not None
-        asked = [focus] if focus else list(values)
+        with_graded += bool(graded & set(values))
+        assert focus is None or focus in graded
+        named = [focus] if focus else list(values)
         for question, answer in every_phrasing(library, "au_intensity", ctx):
             if focus:
                 assert focus in question or f"action unit {focus[2:]} " in question, question
-            assert set(AU_RE.findall(answer)) == set(asked), (asked, answer)
-            for code in asked:
+            assert set(AU_RE.findall(answer)) == set(named), (named, answer)
+            for code in named:
                 letter, level = grade(values[code])
                 part = next(p for p in re.split(r";|, (?=AU\d)|\n|(?<=\.) ", answer) if re.search(rf"\b{code}\b", p))
                 part = part.replace("A-E", "")
                 letters = set(re.findall(r"\b[A-E]\b", part))
                 levels = set(re.findall(r"trace|slight|marked|severe|maximum", part.lower()))
-                assert letters | levels and letters <= {letter} and levels <= {level}, (code, letter, level, answer)
+                if code in graded:
+                    assert letters | levels and letters <= {letter} and levels <= {level}, (code, letter, answer)
+                else:  # named as active, its level left unsaid
+                    sentence = next(t for t in re.split(r"(?<=\.) ", answer) if re.search(rf"\b{code}\b", t))
+                    assert not letters and not levels and "left ungraded" in sentence, (code, answer)
             if not values:
                 assert "no clear action units" in answer.lower()
-    with_aus = sum(bool(s.au_present) for s in samples)
-    assert 0.3 * with_aus <= focused <= 0.7 * with_aus  # half ask about one AU, half about all
+    assert 0.3 * with_graded <= focused <= 0.7 * with_graded  # half ask about one graded AU, half about all
 
 
 # ----------------------------------------------------------------------------- FE -> AU
@@ -307,7 +316,7 @@ def test_multi_turn_conversations(samples: list[Sample]) -> None:
         conv = inst.conversations
         check_turns(conv)
         assert len(conv) == 6
-        match = re.fullmatch(r"multi_turn/(q\d+a\d+)-(q\d+a\d+)-(q\d+a\d+)@1", inst.template_id)
+        match = re.fullmatch(r"multi_turn/(q\d+a\d+)-(q\d+a\d+)-(q\d+a\d+)@2", inst.template_id)
         assert match, inst.template_id
         phrasings.add(match.groups())
         aus_answer, emotion_answer, intensity_answer = conv[1]["content"], conv[3]["content"], conv[5]["content"]
@@ -317,9 +326,13 @@ def test_multi_turn_conversations(samples: list[Sample]) -> None:
         if sample.fe_au_conflict:
             assert "only weakly support" in emotion_answer
         assert set(AU_RE.findall(intensity_answer)) == set(sample.au_present)
-        for code in sample.au_present:
+        graded = packaged().head.graded_codes
+        for code in sample.au_present:  # levels for the AUs whose levels the head supports, the others ungraded
             letter, level = grade(float(sample.au_intensity[CODES.index(code)]))
-            assert letter in intensity_answer or level in intensity_answer.lower()
+            if code in graded:
+                assert letter in intensity_answer or level in intensity_answer.lower()
+            else:
+                assert "left ungraded" in intensity_answer, intensity_answer
         assert not any(IMAGE_TOKEN in t["content"] for t in conv[1:])
     assert len({p[1] for p in phrasings}) > 1 and len({p[2] for p in phrasings}) > 1  # turns vary independently
 

@@ -12,6 +12,11 @@ ACCURACY_COLUMNS = ["AU", "model", "held-out F1", "precision", "recall", "on neu
                     "levels supported", "coded +/-", "note"]
 
 
+LEVELS_NOTE = ("Intensity answers (au_intensity, and the intensity turn of multi_turn) state FACS levels only for "
+               "the AUs whose levels are supported; the others are named as active with their intensity left "
+               "ungraded. Other answers may still word an AU's strength from its 0-5 value.")
+
+
 def _figure(value: Any, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if isinstance(value, int | float) else ""
 

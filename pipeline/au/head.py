@@ -83,6 +83,12 @@ class AUHead:
         return f"{self.name}@{self.version}"
 
     @property
+    def graded_codes(self) -> frozenset[str]:
+        """The AUs whose intensity levels the head supports (`intensity_supported` in its quality: enough faces
+        graded by FACS coders, and its levels within a level of theirs). Answers state levels for these only."""
+        return frozenset(code for code, q in self.quality.items() if q.get("intensity_supported"))
+
+    @property
     def fitted_on(self) -> list[str]:
         return list(self.meta.get("fitted_on", []))
 

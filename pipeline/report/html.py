@@ -138,7 +138,7 @@ def _consistency(stats: BuildStats) -> dict[str, Any]:
 
 def _au_head(stats: BuildStats) -> dict[str, Any]:
     """The head in use, each AU's known accuracy, and the emotion probe: released AUs against raw blendshapes."""
-    from pipeline.au.accuracy import ACCURACY_COLUMNS, accuracy_cells, head_summary_lines
+    from pipeline.au.accuracy import ACCURACY_COLUMNS, LEVELS_NOTE, accuracy_cells, head_summary_lines
     from pipeline.au.probe import emotion_probe, read_faces
 
     head = stats.manifest.au_head
@@ -150,7 +150,7 @@ def _au_head(stats: BuildStats) -> dict[str, Any]:
             "name": head["name"], "version": head["version"], "method": str(head.get("method")),
             "fitted_on": head.get("fitted_on") or [],
             "quality_source": head.get("quality_source") or "not measured against FACS coding",
-            "summary": head_summary_lines(head),
+            "summary": [*head_summary_lines(head), LEVELS_NOTE],
             "table": Table(ACCURACY_COLUMNS, rows),
         }
     probe = emotion_probe(read_faces([stats.build]), repeats=2, max_faces=2000)

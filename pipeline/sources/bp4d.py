@@ -62,12 +62,14 @@ class Bp4dSource(Source):
                 yield self.reject(rel_occ, "missing_frames", f"no frame images in {frames_dir.relative_to(root)}")
                 continue
             by_frame, problems = self._occurrence(occ, coded)
+            graded: dict[int, list[str]] = {}  # per frame, the AUs AU_INT grades (the others: occurrence only)
             for code, path in self._intensity_files(base, occ.stem):
                 values, more = read_frame_file(path, frozenset({NOT_CODED}))
                 problems += more
                 for frame, value in values.items():
                     if frame in by_frame and code in by_frame[frame]:
                         by_frame[frame][code] = value
+                        graded.setdefault(frame, []).append(code)
             for problem in problems:
                 file_name, line = problem.split(":")[:2]
                 yield self.reject(f"{file_name}:{line}", "malformed_au_line", problem)
@@ -77,7 +79,7 @@ class Bp4dSource(Source):
                 labels = by_frame[frame]
                 yield SourceItem(self.name, path.relative_to(root).as_posix(), str(path), subject_id=subject,
                                  meta={"task": task, "frame": frame}, au_labels=dict(labels),
-                                 au_annotated=sorted(labels))
+                                 au_annotated=sorted(labels), au_graded=sorted(graded.get(frame, [])))
 
     @staticmethod
     def _occurrence(path: Path, coded: set[str]) -> tuple[dict[int, dict[str, float]], list[str]]:

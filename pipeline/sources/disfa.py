@@ -51,7 +51,8 @@ def labelled_frame_items(source: Source, rel: str, uri: str, subject: str, by_fr
     for frame in chosen:
         labels = by_frame[frame]
         yield SourceItem(source.name, rel, uri, subject_id=subject, frame_index=frame - base,
-                         meta={**meta, "label_frame": frame}, au_labels=dict(labels), au_annotated=sorted(labels))
+                         meta={**meta, "label_frame": frame}, au_labels=dict(labels), au_annotated=sorted(labels),
+                         au_graded=sorted(labels))  # DISFA codes every AU on the 0-5 intensity scale
 
 
 class DisfaSource(Source):

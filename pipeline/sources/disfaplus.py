@@ -99,4 +99,4 @@ class DisfaPlusSource(Source):
                 path = images[frame]
                 yield SourceItem(self.name, path.relative_to(root).as_posix(), str(path), subject_id=subject,
                                  meta={"trial": trial.name, "frame": frame}, au_labels=dict(by_frame[frame]),
-                                 au_annotated=sorted(by_frame[frame]))
+                                 au_annotated=sorted(by_frame[frame]), au_graded=sorted(by_frame[frame]))

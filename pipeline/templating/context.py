@@ -29,7 +29,7 @@ def intensity_grade(value: float) -> str:
     return GRADES[_bin(value) - 1]
 
 
-def _au_entry(vocab_row: dict[str, Any], intensity: float) -> dict[str, Any]:
+def _au_entry(vocab_row: dict[str, Any], intensity: float, graded: bool) -> dict[str, Any]:
     return {
         "code": vocab_row["code"],
         "number": vocab_row["number"],
@@ -39,6 +39,7 @@ def _au_entry(vocab_row: dict[str, Any], intensity: float) -> dict[str, Any]:
         "intensity": round(float(intensity), 1),
         "level": intensity_level(float(intensity)),
         "grade": intensity_grade(float(intensity)),
+        "graded": graded,  # the AU head supports this AU's levels: an intensity answer may state them
     }
 
 
@@ -47,25 +48,29 @@ def build_context(sample: Sample, knowledge: Knowledge, key: str = "") -> dict[s
     vocabulary, emotions and prototypes of `knowledge`.
 
     emotion, emotion_adj ("angry"); aus: present AUs, strongest first, each {code, number, name,
-    region, muscle, intensity (0-5), level (word), grade (FACS A-E)}; au_codes; evidence_aus: those of
-    `sample.evidence_aus` that are present (an answer never names an AU that was not observed);
+    region, muscle, intensity (0-5), level (word), grade (FACS A-E), graded}; graded_aus / ungraded_aus:
+    the present AUs whose levels the AU head supports (`AUHead.graded_codes`) and the others; au_codes;
+    evidence_aus: those of `sample.evidence_aus` that are present (an answer never names an AU that was not
+    observed);
     consistency, conflict (`sample.fe_au_conflict`).
     Expectation (from the prototypes, empty for an unlabelled face): expected_aus, the core AUs of the
     label; expected_present / expected_missing, those observed / not observed; extra_aus, present
     AUs outside the core, each with `supporting` (a co-occurring AU of the label).
     Probes (picked by `pipeline.probes` from `key`): mc_options [{letter, emotion}] and mc_answer
     (the label's letter); probe_au (an AU entry with `present`) and probe_au_present; probe_emotion,
-    probe_emotion_adj and probe_emotion_matches (None for an unlabelled face); focus_au, the present AU
-    an intensity question asks about (None: ask about all of them).
+    probe_emotion_adj and probe_emotion_matches (None for an unlabelled face); focus_au, the present graded
+    AU an intensity question asks about (None: ask about all of them).
     """
     emotions = list(knowledge.emotions.canonical)
-    choice = probes.pick(sample.item.emotion, list(dict.fromkeys(sample.au_present)), knowledge.codes, emotions, key)
+    choice = probes.pick(sample.item.emotion, list(dict.fromkeys(sample.au_present)), knowledge.codes, emotions, key,
+                         graded=sorted(knowledge.head.graded_codes))
     return _context(sample, knowledge, choice)
 
 
 def _context(sample: Sample, knowledge: Knowledge, choice: probes.Probes) -> dict[str, Any]:
     vocabulary, prototypes = knowledge.au_vocabulary, knowledge.prototypes.table
     index = {row["code"]: i for i, row in enumerate(vocabulary)}
+    graded = knowledge.head.graded_codes
     intensity = sample.au_intensity
     if intensity is not None and len(intensity) != len(vocabulary):
         raise ValueError(f"au_intensity has {len(intensity)} values, vocabulary has {len(vocabulary)}")
@@ -74,7 +79,7 @@ def _context(sample: Sample, knowledge: Knowledge, choice: probes.Probes) -> dic
         if code not in index:
             raise ValueError(f"AU {code!r} is not in the AU vocabulary")
         i = index[code]
-        return _au_entry(vocabulary[i], float(intensity[i]) if intensity is not None else 0.0)
+        return _au_entry(vocabulary[i], float(intensity[i]) if intensity is not None else 0.0, code in graded)
 
     aus = [entry(code) for code in dict.fromkeys(sample.au_present)]
     aus.sort(key=lambda au: (-au["intensity"], au["number"]))
@@ -92,8 +97,8 @@ def _context(sample: Sample, knowledge: Knowledge, choice: probes.Probes) -> dic
     extra = [{**au, "supporting": au["code"] in supporting} for au in aus if au["code"] not in core]
 
     probe_au = {**(by_code.get(choice.probe_au) or entry(choice.probe_au)), "present": choice.probe_au in by_code}
-    if choice.focus_au is not None and choice.focus_au not in by_code:
-        raise ValueError(f"focus AU {choice.focus_au} is not present")
+    if choice.focus_au is not None and (choice.focus_au not in by_code or choice.focus_au not in graded):
+        raise ValueError(f"focus AU {choice.focus_au} is not present, or its levels are not supported")
     if emotion is not None and emotion not in choice.mc_options:
         raise ValueError(f"the options {choice.mc_options} do not contain the label {emotion!r}")
     options = [{"letter": probes.LETTERS[i], "emotion": e} for i, e in enumerate(choice.mc_options)]
@@ -103,6 +108,8 @@ def _context(sample: Sample, knowledge: Knowledge, choice: probes.Probes) -> dic
         "emotion_adj": adjectives[emotion] if emotion else None,
         "aus": aus,
         "au_codes": [au["code"] for au in aus],
+        "graded_aus": [au for au in aus if au["graded"]],
+        "ungraded_aus": [au for au in aus if not au["graded"]],
         "evidence_aus": evidence,
         "consistency": round(float(consistency), 2) if consistency is not None else None,
         "conflict": bool(sample.fe_au_conflict),
@@ -163,7 +170,9 @@ def _example_contexts(knowledge: Knowledge) -> tuple[dict[str, Any], ...]:
         others = [e for e in emotions if e != emotion]
         absent = next(code for code in codes if code not in present)
         strongest = max(present, key=present.get) if present else None
-        yes = probes.Probes((emotion, *others[:3]) if emotion else (), strongest or absent, emotion, strongest)
+        gradable = [code for code in present if code in knowledge.head.graded_codes]
+        focus = max(gradable, key=present.get) if gradable else None
+        yes = probes.Probes((emotion, *others[:3]) if emotion else (), strongest or absent, emotion, focus)
         no = probes.Probes((*others[:3], emotion) if emotion else (), absent, others[0] if emotion else None, None)
         contexts += [_context(sample, knowledge, yes), _context(sample, knowledge, no)]
     return tuple(contexts)
