@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,7 @@ class AUHead:
     def tag(self) -> str:
         return f"{self.name}@{self.version}"
 
-    @property
+    @cached_property  # read for every rendered face; a head's quality does not change once loaded
     def graded_codes(self) -> frozenset[str]:
         """The AUs whose intensity levels the head supports (`intensity_supported` in its quality: enough faces
         graded by FACS coders, and its levels within a level of theirs). Answers state levels for these only."""

@@ -56,12 +56,13 @@ def au_text(aus: Iterable[dict[str, Any]], levels: bool = False) -> str:
 
 def ungraded_note(aus: Sequence[dict[str, Any]], also: bool = False) -> str:
     """The present AUs whose levels the AU head does not support, said as present without a level:
-    'AU4 (brow lowerer) is also active; its intensity is not graded, as the AU extractor's levels for it are
-    not reliable enough.' Empty for no AUs."""
+    'AU4 (brow lowerer) is active; its intensity is left ungraded, as the AU extractor's levels for it are not
+    reliable enough.' With `also` (after the graded AUs' levels) ' AU4 (brow lowerer) is also active; ...',
+    space included. Empty for no AUs."""
     if not aus:
         return ""
     one = len(aus) == 1
-    return (f"{au_text(aus)} {'is' if one else 'are'}{' also' if also else ''} active; "
+    return (f"{' ' if also else ''}{au_text(aus)} {'is' if one else 'are'}{' also' if also else ''} active; "
             f"{'its' if one else 'their'} intensity is left ungraded, as the AU extractor's levels for "
             f"{'it' if one else 'them'} are not reliable enough.")
 
