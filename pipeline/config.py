@@ -116,9 +116,14 @@ class DetectConfig(Section):
     multi_face: Literal["largest", "reject", "all"] = "largest"
     min_detection_confidence: float = Field(default=0.5, ge=0, le=1)
     min_presence_confidence: float = Field(default=0.5, ge=0, le=1)
-    landmarks: Literal["mediapipe", "face-alignment"] = Field(
-        default="mediapipe", description="points the face is aligned by: the Face Landmarker's mesh, or FAN's 68 "
-        "landmarks (face-alignment 2DFAN-4) computed in the Face Landmarker's face box")
+    landmarks: Literal["auto", "mediapipe", "torch", "face-alignment"] = Field(
+        default="auto", description="what finds the face and its points: mediapipe (the Face Landmarker through "
+        "MediaPipe, one image at a time on the CPU), torch (the same networks in torch, batched, on a GPU when "
+        "present), auto (torch when the machine planning the build has a GPU, else mediapipe), or face-alignment "
+        "(FAN's 68 landmarks, 2DFAN-4, computed in the Face Landmarker's face box)")
+    torch_device: str | None = Field(default=None, description="landmarks torch: cuda | cpu; None = cuda if present")
+    torch_batch_size: int = Field(default=32, ge=1, description="landmarks torch: images per detector pass "
+                                  "(BatchElements maximum; their faces go through the mesh network together)")
     fan_weights: str | None = Field(default=None, description="folder (or file) holding 2DFAN4-11f355bf06.pth.tar; "
                                     "None = $FEA_FAN_WEIGHTS or torch hub's checkpoints folder")
     fan_device: str | None = Field(default=None, description="cuda | cpu; None = cuda if present")

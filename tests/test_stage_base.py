@@ -37,7 +37,8 @@ def test_every_step_class_in_stages_is_a_stage() -> None:
     assert len(classes) >= 12  # decode ... verify, the batched model stages and the LLM stage
     assert [c.__name__ for c in classes if not issubclass(c, Stage)] == []
     batched = {c.__name__ for c in classes if issubclass(c, BatchStage) and c is not BatchStage}
-    assert batched == {"ModelStage", "TorchBlendshapesStage", "FanLandmarksStage", "PyFeatAUStage", "LLMStage"}
+    assert batched == {"ModelStage", "TorchBlendshapesStage", "FanLandmarksStage", "PyFeatAUStage", "LLMStage",
+                       "TorchDetectStage"}
 
 
 def samples(n: int) -> list[Sample]:

@@ -5,7 +5,7 @@ version string the rows carry (`detector`, `au_model`), the model files it loads
 manifest), and, for an AU backend, what its 0-5 intensities mean, the AU head it applies (if any) and the
 vocabulary AUs it cannot measure. A new backend is a function here that returns a `Backend`.
 
-    landmarks = landmark_backend(config, knowledge)          # mediapipe | face-alignment
+    landmarks = landmark_backend(config, knowledge)          # auto | mediapipe | torch | face-alignment
     au = au_backend(config, knowledge, landmarks)             # mediapipe | torch-blendshapes | pyfeat
 """
 
@@ -15,12 +15,14 @@ from collections.abc import Callable
 
 from pipeline.backends.au import head_backend, pyfeat_backend, torch_blendshapes_backend
 from pipeline.backends.base import Backend
-from pipeline.backends.landmarks import face_alignment_backend, mediapipe_backend
+from pipeline.backends.landmarks import auto_backend, face_alignment_backend, mediapipe_backend, torch_backend
 from pipeline.config import Config, ConfigError
 from pipeline.knowledge import Knowledge
 
 LANDMARK_BACKENDS: dict[str, Callable[[Config, Knowledge], Backend]] = {
+    "auto": auto_backend,
     "mediapipe": mediapipe_backend,
+    "torch": torch_backend,
     "face-alignment": face_alignment_backend,
 }
 # An AU backend reads the landmark backend's faces; the MediaPipe one names its blendshapes by it.

@@ -1,8 +1,11 @@
 """Landmark backends (`detect.landmarks`): the points a face is found and aligned by.
 
-Both find faces with the MediaPipe Face Landmarker (its detect stage, with retries, is theirs); `mediapipe`
-aligns by the Landmarker's own 478-point mesh, `face-alignment` by FAN's 68 points computed in the
-Landmarker's face box (a batched step after detection).
+All find faces with the Face Landmarker's networks (the detect stage, with retries): `mediapipe` runs them
+through MediaPipe one image at a time, `torch` in torch over batches of images (GPU when present; the same faces
+within the tolerances tests/test_face_landmarker_torch.py checks), `auto` picks torch where the planning machine
+has a GPU and mediapipe elsewhere (on a CPU MediaPipe is ~4x faster, docs/cluster.md). `mediapipe` and `torch`
+align by the Landmarker's 478-point mesh, `face-alignment` by FAN's 68 points computed in its face box (a
+batched step after detection).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import TYPE_CHECKING
 from pipeline.backends.base import Backend
 from pipeline.models.files import resolve_model, resolve_weights
 from pipeline.runner import pin_scope, worker_owns_process
-from pipeline.stages.detect import DetectStage
+from pipeline.stages.detect import DetectStage, TorchDetectStage
 from pipeline.stages.landmarks_fan import FanLandmarksStage
 from pipeline.step import Step
 
@@ -27,6 +30,25 @@ def mediapipe_backend(config: Config, knowledge: Knowledge) -> Backend:
                          own_process=worker_owns_process(config))
     return Backend(f"mediapipe-face-landmarker@{landmarker.sha256[:12]}", {"face_landmarker": landmarker},
                    [Step("Detect", detect)])
+
+
+def torch_backend(config: Config, knowledge: Knowledge) -> Backend:
+    d = config.detect
+    landmarker = resolve_model("face_landmarker", d.model_path)
+    detect = TorchDetectStage(d, str(landmarker.path), d.torch_device)
+    step = Step("Detect", detect, d.torch_batch_size, config.au.accelerator)
+    return Backend(f"torch-face-landmarker@{landmarker.sha256[:12]}", {"face_landmarker": landmarker}, [step])
+
+
+def auto_backend(config: Config, knowledge: Knowledge) -> Backend:
+    """torch on a machine with a GPU, mediapipe elsewhere (decided where the build is planned)."""
+    return (torch_backend if gpu_present() else mediapipe_backend)(config, knowledge)
+
+
+def gpu_present() -> bool:
+    import torch  # only here: a mediapipe build need not import torch in the launcher
+
+    return torch.cuda.is_available()
 
 
 def face_alignment_backend(config: Config, knowledge: Knowledge) -> Backend:

@@ -9,9 +9,6 @@ per-tensor scale are dequantized affinely when asked to.
 
 from __future__ import annotations
 
-import zipfile
-from pathlib import Path
-
 import numpy as np
 
 # TFLite TensorType enum -> numpy dtype (little endian, as the format stores them).
@@ -62,28 +59,23 @@ def read_tflite_tensors(
     tensors: dict[str, np.ndarray] = {}
     for i in range(graph.TensorsLength()):
         tensor = graph.Tensors(i)
-        buffer = model.Buffers(tensor.Buffer())
-        raw = _buffer_bytes(buffer, data)
-        if not raw:
-            continue
-        dtype = _DTYPES.get(tensor.Type())
-        if dtype is None:
-            raise TFLiteFormatError(f"tensor {i}: unsupported TFLite type {tensor.Type()}")
-        shape = tuple(int(d) for d in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
-        array = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
-        if dequantize:
-            array = _dequantized(array, tensor.Quantization())
-        tensors[tensor.Name().decode()] = array
+        array = tensor_array(model, tensor, data, dequantize)
+        if array is not None:
+            tensors[tensor.Name().decode()] = array
     return tensors
 
 
-def read_tflite_file(path: str | Path, member: str | None = None, **kwargs: object) -> dict[str, np.ndarray]:
-    """`read_tflite_tensors` of a .tflite file, or of `member` inside a zip bundle (e.g. a MediaPipe .task)."""
-    path = Path(path)
-    if member is None:
-        return read_tflite_tensors(path.read_bytes(), **kwargs)  # type: ignore[arg-type]
-    with zipfile.ZipFile(path) as bundle:
-        return read_tflite_tensors(bundle.read(member), **kwargs)  # type: ignore[arg-type]
+def tensor_array(model: object, tensor: object, data: bytes, dequantize: bool = True) -> np.ndarray | None:
+    """The constant data of one tensor of a parsed model (None for an activation), widened as `read_tflite_tensors`."""
+    raw = _buffer_bytes(model.Buffers(tensor.Buffer()), data)
+    if not raw:
+        return None
+    dtype = _DTYPES.get(tensor.Type())
+    if dtype is None:
+        raise TFLiteFormatError(f"tensor {tensor.Name().decode()}: unsupported TFLite type {tensor.Type()}")
+    shape = tuple(int(d) for d in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
+    array = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    return _dequantized(array, tensor.Quantization()) if dequantize else array
 
 
 def _buffer_bytes(buffer: object, data: bytes) -> bytes:
