@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     result["torch"] = {}
     for size in (int(s) for s in args.batch_sizes.split(",")):
         rate = torch_batched(images, args.device, size)
-        result["torch"][size] = {"images_per_s": round(rate, 1), "ratio_to_mediapipe_one_core": round(rate / baseline, 2)}
+        result["torch"][size] = {"images_per_s": round(rate, 1),
+                                 "ratio_to_mediapipe_one_core": round(rate / baseline, 2)}
         print(f"torch on {args.device}, batch {size:4d}: {rate:8.1f} images/s = {rate / baseline:6.2f}x mediapipe")
     if args.build:
         one_core = ["taskset", "-c", str(min(os.sched_getaffinity(0)))] if shutil.which("taskset") else []

@@ -2,7 +2,8 @@
 
     python benchmarks/face_agreement.py BUILD_A BUILD_B [--json out.json]
 
-Faces are matched by (source item, frame, face index). Reported, with the tolerances issue 22 set:
+Faces are matched by (source, item, frame, face index); `--ignore-source` drops the source name.
+Reported, with the tolerances issue 22 set:
 accepted inputs of each build (difference <= 1% of inputs), and for faces found by both the mean distance of
 the 5 landmarks in inter-ocular distances (<= 0.01), the blendshapes' mean absolute difference (<= 0.02), the
 share of faces whose set of AUs present is identical (>= 0.97), and the largest head-pose difference.
@@ -27,12 +28,13 @@ def model_aus(row: dict) -> set[str]:
     return set(row["au_model_present"] if row["au_model_present"] is not None else row["au_present"] or [])
 
 
-def faces(build: Path) -> dict[tuple, dict]:
+def faces(build: Path, ignore_source: bool = False) -> dict[tuple, dict]:
     """One row per face of a build's data (the task rows of a face share its face columns)."""
     out: dict[tuple, dict] = {}
     for shard in sorted((build / "data").glob("*.parquet")):
         for row in pq.read_table(shard, columns=COLUMNS).to_pylist():
-            out.setdefault((row["source"], row["source_item"], row["frame_index"], row["face_index"]), row)
+            source = None if ignore_source else row["source"]
+            out.setdefault((source, row["source_item"], row["frame_index"], row["face_index"]), row)
     return out
 
 
@@ -41,8 +43,8 @@ def inputs_and_accepted(build: Path) -> tuple[int, int]:
     return int(counts["inputs"]), int(counts["accepted_inputs"])
 
 
-def compare(a: Path, b: Path) -> dict:
-    faces_a, faces_b = faces(a), faces(b)
+def compare(a: Path, b: Path, ignore_source: bool = False) -> dict:
+    faces_a, faces_b = faces(a, ignore_source), faces(b, ignore_source)
     inputs_a, accepted_a = inputs_and_accepted(a)
     inputs_b, accepted_b = inputs_and_accepted(b)
     both = sorted(set(faces_a) & set(faces_b))
@@ -75,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("build_a", type=Path)
     parser.add_argument("build_b", type=Path)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--ignore-source", action="store_true",
+                        help="match faces by item path alone (two copies of one corpus under different names)")
     args = parser.parse_args(argv)
-    result = compare(args.build_a, args.build_b)
+    result = compare(args.build_a, args.build_b, args.ignore_source)
     for key, value in result.items():
         print(f"{key:32s} {value:.4f}" if isinstance(value, float) else f"{key:32s} {value}")
     if args.json:
