@@ -26,6 +26,7 @@ from pipeline.models.face_landmarker_torch import (
 )
 from pipeline.models.files import resolve_model
 from pipeline.models.landmarker import euler_from_matrix
+from pipeline.models.region_warp import Region, warp_regions
 from pipeline.models.tflite_torch import _RUNNERS, TFLiteGraph
 from pipeline.models.tflite_weights import TFLiteFormatError
 from pipeline.record import Sample, SourceItem
@@ -33,10 +34,11 @@ from pipeline.stages.align import five_points
 from pipeline.stages.base import Reject
 from pipeline.stages.detect import DetectStage, TorchDetectStage
 
-# Agreement with MediaPipe on the wild sample, the tolerances of issue 22 (measured: 0.002, 0.0025, 0.8 degrees).
-MAX_LANDMARK_ERROR_IOD = 0.01
-MAX_BLENDSHAPE_MAE = 0.02
-MAX_POSE_DEGREES = 3.0
+# Agreement with MediaPipe on the wild sample. Issue 22 asks for 0.01 IOD and 0.02; with MediaPipe's own warp
+# the port measures 0.0001 IOD, 0.0001 and 0.2 degrees, so a dropped or approximated step fails these.
+MAX_LANDMARK_ERROR_IOD = 0.001
+MAX_BLENDSHAPE_MAE = 0.002
+MAX_POSE_DEGREES = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +97,54 @@ def test_detector_graph_equals_mediapipe_on_inputs_that_need_no_resampling(bundl
     finally:
         detector.close()
     assert compared >= 10
+
+
+def test_letterbox_and_decoding_equal_mediapipe_on_real_photos(bundle, wild_images):
+    """The whole detection step on photos as given (350 px, resampled into 128 px by MediaPipe's own warp):
+    scores and key points equal MediaPipe's FaceDetector's. A plain bilinear resampling leaves the scores 1e-3
+    apart, a wrong letterbox or anchor 1e-1."""
+    import mediapipe as mp
+    from mediapipe.tasks.python import vision
+    from mediapipe.tasks.python.core.base_options import BaseOptions
+
+    with zipfile.ZipFile(bundle) as archive:
+        model = archive.read(DETECTOR_MEMBER)
+    options = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_buffer=model),
+                                         min_detection_confidence=0.5)
+    detector = vision.FaceDetector.create_from_options(options)
+    landmarker = TorchFaceLandmarker(device="cpu", max_faces=1)
+    try:
+        for _, rgb in wild_images[:16]:
+            reference = detector.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)).detections
+            mine = landmarker._detections([torch.from_numpy(rgb.copy())], [(rgb.shape[1], rgb.shape[0])])[0]
+            assert len(mine) == min(len(reference), 1)
+            if mine:
+                assert abs(mine[0].score - reference[0].categories[0].score) < 1e-5
+                keypoints = np.array([[k.x, k.y] for k in reference[0].keypoints])
+                assert np.abs(keypoints - mine[0].keypoints).max() < 1e-4
+    finally:
+        detector.close()
+
+
+def test_region_warp_samples_as_opencv_fixed_point():
+    image = torch.arange(64 * 64 * 3, dtype=torch.int64).reshape(64, 64, 3).remainder(251).to(torch.uint8)
+    same = warp_regions(image, [Region(32, 32, 64, 64, 0.0)], 64, zero_border=True)[0]
+    assert torch.equal(same, image.float())  # the image onto itself: every pixel as it is
+    half = warp_regions(image, [Region(32, 32, 64, 64, 0.0)], 32, zero_border=True)[0]
+    assert torch.equal(half, image[::2, ::2].float())  # corners onto corners: output u reads source 2u
+    # A shift by half a pixel blends two neighbours 1:1, rounded half up (0.5 -> 1, as (sum + half) >> bits).
+    pair = torch.tensor([[[0], [1]]], dtype=torch.uint8).expand(2, 2, 1).contiguous()
+    shifted = warp_regions(pair, [Region(1.5, 1.0, 2, 2, 0.0)], 2, zero_border=False)[0]
+    assert shifted[0, 0, 0].item() == 1.0
+    # Rotated regions: a dot found in the warped output projects back (as the mesh points do) onto the dot.
+    dot = torch.zeros(64, 64, 1, dtype=torch.uint8)
+    dot[20, 40] = 255
+    for rotation in (0.3, -1.2, math.pi / 2):
+        region = Region(30.0, 28.0, 40.0, 40.0, rotation)
+        warped = warp_regions(dot, [region], 64, zero_border=True)[0, :, :, 0]
+        v, u = divmod(int(warped.argmax()), 64)
+        point = TorchFaceLandmarker._project(np.array([[u / 64, v / 64, 0.0]]), region, 64, 64)[0]
+        assert np.hypot(point[0] - 40, point[1] - 20) < 1.0
 
 
 def test_an_op_the_reader_does_not_know_is_a_clear_error(bundle, monkeypatch):
@@ -178,7 +228,7 @@ def test_faces_agree_with_mediapipe_on_real_photos(torch_landmarker, wild_images
     mediapipe = [landmarker_stage.landmarker.detect(rgb) for _, rgb in wild_images]
     ours = torch_landmarker.detect_batch([rgb for _, rgb in wild_images])
     counts = [(len(a), len(b)) for a, b in zip(mediapipe, ours, strict=True)]
-    assert sum(a != b for a, b in counts) <= 1  # one photo in 48 may sit on the detection threshold
+    assert all(a == b for a, b in counts)
     landmark_errors, blendshape_errors, pose_errors, depth_ratios = [], [], [], []
     for theirs, mine in zip(mediapipe, ours, strict=True):
         for a, b in zip(theirs, mine, strict=False):  # a photo on the threshold may differ
@@ -266,3 +316,25 @@ def test_landmark_backends_torch_and_auto(monkeypatch):
     assert landmark_backend(auto, knowledge).version.startswith("mediapipe-face-landmarker@")
     monkeypatch.setattr(landmarks, "gpu_present", lambda: True)
     assert landmark_backend(auto, knowledge).version.startswith("torch-face-landmarker@")
+
+
+@pytest.mark.slow
+def test_builds_with_mediapipe_and_torch_give_the_same_faces(wild_dir, tmp_path):
+    """Issue 22's check on the shared sample: the whole sample built with each backend (dedup off)."""
+    import sys
+
+    from pipeline.cli import main
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from face_agreement import compare
+
+    common = ["build", "--no-progress", "--no-validate", "--source", f"csv:{wild_dir},image_dir=images",
+              "--set", "dedup.enabled=false"]
+    for backend in ("mediapipe", "torch"):
+        assert main([*common, "--set", f"detect.landmarks={backend}", "-o", str(tmp_path / backend)]) == 0
+    figures = compare(tmp_path / "mediapipe", tmp_path / "torch")
+    assert figures["accepted_difference_share"] <= 0.01
+    assert figures["faces_in_both"] >= 0.97 * max(figures["faces"])
+    assert figures["landmarks_5_error_iod_mean"] <= 0.01
+    assert figures["blendshapes_mae_mean"] <= 0.02
+    assert figures["au_sets_identical_share"] >= 0.97

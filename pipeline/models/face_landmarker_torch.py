@@ -9,7 +9,7 @@ landmarker graph, IMAGE mode):
    `max_faces`, best first; the boxes taken back to image coordinates.
 2. face region: the box, rotated so that the eyes (key points 0, 1) are level, squared on its long side and
    enlarged 1.5 times.
-3. mesh: the region warped into 256 x 256 (bilinear, uint8 rounding as OpenCV's warp, values in [0, 1]); the
+3. mesh: the region warped into 256 x 256 (OpenCV's fixed-point bilinear warp, `region_warp`; values in [0, 1]); the
    network gives 478 points and a presence logit; faces whose presence is below `min_presence_confidence` are
    dropped; points projected back through the region.
 4. blendshapes from the mesh (`blendshapes_torch`), head pose from the mesh (`face_geometry`).
@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from pipeline.models.blendshapes_torch import TorchBlendshapes, default_device
 from pipeline.models.face_geometry import FaceGeometry
 from pipeline.models.files import ModelFile, ModelFileError, resolve_model
 from pipeline.models.landmarker import DetectedFace, euler_from_matrix
+from pipeline.models.region_warp import Region, warp_regions
 from pipeline.models.tflite_torch import TFLiteGraph
 
 DETECTOR_MEMBER = "face_detector.tflite"
@@ -60,17 +60,6 @@ class Detection:
     score: float
     box: np.ndarray  # xmin, ymin, xmax, ymax
     keypoints: np.ndarray  # (6, 2)
-
-
-@dataclass
-class Region:
-    """A rotated square region of an image, in pixels: where the mesh network looks."""
-
-    cx: float
-    cy: float
-    width: float
-    height: float
-    rotation: float  # radians, as MediaPipe's NormalizedRect
 
 
 def anchors() -> np.ndarray:
@@ -129,22 +118,6 @@ def face_region(detection: Detection, width: int, height: int) -> Region:
     rotation = rotation - 2 * math.pi * math.floor((rotation + math.pi) / (2 * math.pi))
     side = max((x1 - x0) * width, (y1 - y0) * height) * REGION_SCALE
     return Region((x0 + x1) / 2 * width, (y0 + y1) / 2 * height, side, side, rotation)
-
-
-def _sampling_grid(regions: list[Region], sizes: list[tuple[int, int]], out: int, device: torch.device) -> torch.Tensor:
-    """grid_sample grids (N, out, out, 2) reading each region of its image as OpenCV's warpPerspective does:
-    output pixel (u, v) comes from region point ((u / out - 0.5) * width, (v / out - 0.5) * height), rotated."""
-    steps = torch.arange(out, device=device, dtype=torch.float64) / out - 0.5
-    v, u = torch.meshgrid(steps, steps, indexing="ij")
-    grids = []
-    for region, (width, height) in zip(regions, sizes, strict=True):
-        cos, sin = math.cos(region.rotation), math.sin(region.rotation)
-        dx, dy = u * region.width, v * region.height
-        x = region.cx + cos * dx - sin * dy
-        y = region.cy + sin * dx + cos * dy
-        # grid_sample (align_corners=False) reads pixel index i at (2 i + 1) / size - 1.
-        grids.append(torch.stack([(2 * x + 1) / width - 1, (2 * y + 1) / height - 1], dim=-1))
-    return torch.stack(grids).float()
 
 
 class TorchFaceLandmarker:
@@ -209,7 +182,7 @@ class TorchFaceLandmarker:
         results: list[list[DetectedFace]] = [[] for _ in images]
         if not regions:
             return results
-        crops = self._warp(tensors, owners, regions, sizes, MESH_SIZE, zero_border=False) / 255.0
+        crops = self._warp(tensors, owners, regions, MESH_SIZE, zero_border=False) * np.float32(1 / 255)
         raw, presence_logit = self.mesh(crops)[:2]
         presence = torch.sigmoid(presence_logit.reshape(-1)).cpu().numpy()
         points = raw.reshape(len(regions), NUM_MESH_POINTS, 3).double().cpu().numpy() / MESH_SIZE
@@ -229,8 +202,8 @@ class TorchFaceLandmarker:
     def _detections(self, tensors: list[torch.Tensor], sizes: list[tuple[int, int]]) -> list[list[Detection]]:
         """Each image letterboxed into the detector's square, all at once; decoded and suppressed per image."""
         squares = [Region(w / 2, h / 2, max(w, h), max(w, h), 0.0) for w, h in sizes]
-        letterboxed = self._warp(tensors, list(range(len(tensors))), squares, sizes, DETECTOR_SIZE, zero_border=True)
-        raw_boxes, raw_scores = self.detector(letterboxed / 127.5 - 1.0)
+        letterboxed = self._warp(tensors, list(range(len(tensors))), squares, DETECTOR_SIZE, zero_border=True)
+        raw_boxes, raw_scores = self.detector(letterboxed * np.float32(2 / 255) - 1.0)  # [0, 255] -> [-1, 1]
         scores = torch.sigmoid(raw_scores[..., 0].clamp(-SCORE_CLIP, SCORE_CLIP))
         coords = raw_boxes / DETECTOR_SIZE  # fixed anchor size 1: offsets in units of the input side
         centres = coords[..., :2] + self.anchors
@@ -252,20 +225,14 @@ class TorchFaceLandmarker:
             out.append(found)
         return out
 
-    def _warp(self, tensors: list[torch.Tensor], owners: list[int], regions: list[Region],
-              sizes: list[tuple[int, int]], out: int, zero_border: bool) -> torch.Tensor:
-        """(N, out, out, 3) float pixel values of each region, rounded to uint8 as OpenCV's warp of a uint8 image."""
-        grids = _sampling_grid(regions, [sizes[i] for i in owners], out, self.device)
-        result = torch.empty(len(regions), 3, out, out, device=self.device)
+    def _warp(self, tensors: list[torch.Tensor], owners: list[int], regions: list[Region], out: int,
+              zero_border: bool) -> torch.Tensor:
+        """(N, out, out, 3) uint8 values (as float) of each region of its owner image, as MediaPipe's warp."""
+        result = torch.empty(len(regions), out, out, 3, device=self.device)
         for i in sorted(set(owners)):
             rows = [k for k, owner in enumerate(owners) if owner == i]
-            image = tensors[i].permute(2, 0, 1)[None].float()
-            # All regions of one image in one call: their grids stacked as the rows of one tall grid.
-            grid = grids[rows].reshape(1, len(rows) * out, out, 2)
-            sampled = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros" if zero_border else "border",
-                                    align_corners=False)
-            result[rows] = sampled.reshape(3, len(rows), out, out).transpose(0, 1)
-        return result.round_().clamp_(0, 255).permute(0, 2, 3, 1)
+            result[rows] = warp_regions(tensors[i], [regions[k] for k in rows], out, zero_border)
+        return result
 
     @staticmethod
     def _project(points: np.ndarray, region: Region, width: int, height: int) -> np.ndarray:
