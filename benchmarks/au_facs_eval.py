@@ -29,11 +29,12 @@ def main() -> None:
     ap.add_argument("--min-support", type=int, default=3, help="coded positives for an AU to count in the mean F1")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
-    faces = read_faces(args.builds, neutral_negatives=True)
+    faces = read_faces(args.builds, neutral_negatives=True, appearance=True)
     results = {}
     for path in args.head:
         head = AUHead.load(path, faces.codes).bind(faces.feature_names)
-        figures = score_head(faces, head.intensities(faces.features).astype(float), args.min_support)
+        inputs = head.inputs(faces.features, descriptors=faces.descriptors)
+        figures = score_head(faces, head.intensities(inputs).astype(float), args.min_support)
         results[str(path)] = {"head": head.tag, **figures}
         print(f"\n{head.tag} ({path}) on {len(faces.features)} faces of {', '.join(map(str, args.builds))}")
         print(f"{'AU':6}{'coded+':>7}  {'F1':>5} {'prec':>5} {'rec':>5} {'neut':>6}")

@@ -26,11 +26,12 @@ from pipeline.au.training_data import read_faces
 
 def calibrate(builds: list[str | Path], base_head: Path, output: Path, min_positives: int = 10,
               folds: int = 5, neutral_rate: float = 0.01, neutral_negatives: bool = True,
-              name: str = "fea-calibrated", meta: dict[str, Any] | None = None) -> tuple[AUHead, list[AUFit]]:
-    faces = read_faces(builds, neutral_negatives=neutral_negatives)
+              name: str = "fea-calibrated", meta: dict[str, Any] | None = None,
+              appearance_components: int = 0) -> tuple[AUHead, list[AUFit]]:
+    faces = read_faces(builds, neutral_negatives=neutral_negatives, appearance=appearance_components > 0)
     base = AUHead.load(base_head, faces.codes)
     head, fits = fit_head(faces, base, name=name, min_positives=min_positives, folds=folds,
-                          neutral_rate=neutral_rate, meta=meta)
+                          neutral_rate=neutral_rate, meta=meta, appearance_components=appearance_components)
     head.write(output)
     return head, fits
 

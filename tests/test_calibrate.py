@@ -23,7 +23,10 @@ from pipeline.vocabulary import load_au_vocabulary
 CODES = [row["code"] for row in load_au_vocabulary(SCHEMAS / "au_vocabulary.csv")]
 NAMES = json.loads((SCHEMAS / "blendshapes.json").read_text())["names"]
 FEATURES = feature_names(NAMES, MeshMeasures.load(SCHEMAS / "mesh_measures.json").names)
-DEFAULT = AUHead.load(SCHEMAS / "au_head.json", CODES)
+# A learned head without appearance features (the default head before they were added): the synthetic faces
+# below have blendshapes and measures only.
+LEARNED = Path(__file__).parent / "fixtures" / "au_head_learned_geometry_only.json"
+DEFAULT = AUHead.load(LEARNED, CODES)
 
 
 def coded_faces(n_subjects: int = 30, per_subject: int = 4, seed: int = 0) -> FaceTable:
@@ -88,8 +91,15 @@ def test_builds_without_au_codes_are_a_clear_error(tmp_path: Path, capsys) -> No
     with pytest.raises(ValueError, match="no corpus AU codes"):
         fit_head(faces, DEFAULT)
     build = write_build(tmp_path / "plain", faces)
-    assert main(["calibrate", str(build), "-o", str(tmp_path / "h.json")]) == 2
+    assert main(["calibrate", str(build), "-o", str(tmp_path / "h.json"), "--appearance", "0",
+                 "--base", str(LEARNED)]) == 2
     assert "no corpus AU codes" in capsys.readouterr().err and not (tmp_path / "h.json").exists()
+
+
+def test_appearance_from_builds_without_crops_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    build = write_build(tmp_path / "plain", coded_faces())  # rows without the aligned crop (image)
+    assert main(["calibrate", str(build), "-o", str(tmp_path / "h.json")]) == 2
+    assert "no aligned crops" in capsys.readouterr().err and not (tmp_path / "h.json").exists()
 
 
 def write_build(folder: Path, faces: FaceTable) -> Path:
@@ -111,9 +121,10 @@ def write_build(folder: Path, faces: FaceTable) -> Path:
 def test_cli_writes_the_same_head_twice_and_reports_each_au(tmp_path: Path, capsys) -> None:
     build = write_build(tmp_path / "b", coded_faces())
     a, b = tmp_path / "a.json", tmp_path / "b.json"
-    assert main(["calibrate", str(build), "-o", str(a)]) == 0
+    prior = ["--base", str(LEARNED), "--appearance", "0"]
+    assert main(["calibrate", str(build), "-o", str(a), *prior]) == 0
     out = capsys.readouterr().out
-    assert main(["calibrate", str(build), "-o", str(b)]) == 0
+    assert main(["calibrate", str(build), "-o", str(b), *prior]) == 0
     assert a.read_bytes() == b.read_bytes()
     head = json.loads(a.read_text())
     assert head["format"] == "fea-au-head/1" and head["version"].startswith("fit-")

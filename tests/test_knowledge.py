@@ -45,7 +45,8 @@ def smiling(name: str = "x") -> Sample:
 def test_knowledge_pickles_small_and_keeps_its_identity() -> None:
     knowledge = packaged()
     blob = pickle.dumps(knowledge)
-    assert len(blob) < 60_000  # handed to every worker with the stages
+    # Handed to every worker with the stages; most of it is the AU head's appearance projection (20 x 1568 float32).
+    assert len(blob) < 200_000
     again = pickle.loads(blob)
     assert again.fingerprint == knowledge.fingerprint and again.codes == knowledge.codes
     assert again.head.tag == knowledge.head.tag

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 
+from pipeline.au.appearance import PREFIX, Appearance
 from pipeline.au.facs_scores import score_head
 from pipeline.au.head import AUHead, intensity_from_score
 from pipeline.au.training_data import FaceTable
@@ -256,19 +257,34 @@ def fit_au(code: str, x: np.ndarray, base_score: np.ndarray, intensity: np.ndarr
 
 
 def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_positives: int = 10,
-             folds: int = 5, neutral_rate: float = 0.01, meta: dict[str, Any] | None = None
-             ) -> tuple[AUHead, list[AUFit]]:
+             folds: int = 5, neutral_rate: float = 0.01, meta: dict[str, Any] | None = None,
+             appearance_components: int = 0) -> tuple[AUHead, list[AUFit]]:
     """A head learned from `faces`: per AU, the model that cross-validates best among a logistic regression
     (AUs coded at least `min_positives` times) and the base head with a re-chosen threshold; thresholds keep
     each AU off all but `neutral_rate` of the neutral faces; intensity slopes fit the coded FACS levels.
-    `meta` adds provenance (the command, the corpus terms) to the head file."""
+    `meta` adds provenance (the command, the corpus terms) to the head file. With `appearance_components` k > 0
+    the faces' crop appearance (read with `read_faces(appearance=True)`) joins the features as its first k
+    principal components, the projection learned on these faces without their labels and kept in the head."""
     if not np.isfinite(faces.labels).any():
         raise ValueError("the builds carry no corpus AU codes (au_label_intensity): calibration needs a FACS-coded "
                          "corpus (ckplus, disfa, disfaplus, bp4d, rafau adapters, or csv/jsonl with au_column)")
+    groups = np.array(faces.groups)
+    # Appearance: the base head's projection when it has one (its `app:` features then mean the same here),
+    # else one learned on these faces when asked for.
+    appearance = base.appearance
+    if appearance is None and appearance_components > 0:
+        if faces.descriptors is None:
+            raise ValueError("appearance features asked for, but the faces were read without them")
+        appearance = Appearance.learn(faces.descriptors, appearance_components)
+    if appearance is not None:
+        if faces.descriptors is None:
+            raise ValueError(f"the base head {base.tag} reads the aligned crops' appearance; read the faces with it "
+                             "(fea calibrate --appearance K, K > 0)")
+        faces = replace(faces, feature_names=[*faces.feature_names, *appearance.names],
+                        features=np.concatenate([faces.features, appearance.project(faces.descriptors)], axis=1))
     unknown = [f for f in base.features if f not in faces.feature_names]
     if unknown:
         raise ValueError(f"the base head reads features the builds do not record: {unknown[:5]}")
-    groups = np.array(faces.groups)
     features = list(faces.feature_names)
     # The base head in the builds' feature space; its scores join the features as a prior for the logistic models.
     base_weights = np.zeros((len(base.codes), len(features)))
@@ -309,11 +325,14 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
         name=name, version="", codes=list(faces.codes), features=[features[i] for i in used],
         weights=weights[:, used], bias=bias, slope=slope, slope_below=slope_below,
         supersedes=dict(base.supersedes), origin=origin, quality=quality,
+        appearance=appearance if appearance is not None and any(f.startswith(PREFIX) for f in
+                                                                  (features[i] for i in used)) else None,
         meta={"description": __doc__.split("\n\n")[0].replace("\n", " "), "method": "fitted",
               "fitted_on": [f"{source} ({count} faces)" for source, count in _sources(faces)],
               "base": base.tag, "min_positives": min_positives, "folds": folds,
               "faces": len(faces.features), "subjects": len(set(faces.groups)),
               "neutral_faces": int(faces.neutral.sum()), "neutral_rate": neutral_rate,
+              "appearance_components": 0 if appearance is None else len(appearance.axes),
               "quality_source": "subject-disjoint cross-validation on the calibration builds",
               **(meta or {})},
     )

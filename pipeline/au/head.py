@@ -1,8 +1,9 @@
 """An AU head: per-AU linear scores over the face features, read from a versioned JSON file.
 
 Features are what the face stage measures: the 52 MediaPipe blendshapes (`bs:<name>`) and the mesh
-measures (`mesh:<name>`, pipeline/au/measures.py). For each AU the head holds a weight per feature
-and a bias, in the features' own units:
+measures (`mesh:<name>`, pipeline/au/measures.py), and for a head that carries an appearance projection
+(pipeline/au/appearance.py) the principal components of the aligned crop's gradients (`app:pc<i>`). For each
+AU the head holds a weight per feature and a bias, in the features' own units:
 
     score     = bias + sum(weight * feature)            > 0  <=>  the AU is present
     intensity = 5 * sigmoid(slope * score - ln 4)        0-5; exactly 1.0 (FACS level A) at score 0
@@ -32,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from pipeline.au.appearance import Appearance, descriptor
 
 FORMAT = "fea-au-head/1"
 INTENSITY_MAX = 5.0
@@ -73,6 +76,7 @@ class AUHead:
     quality: dict[str, dict[str, Any]] = field(default_factory=dict)  # AU -> known accuracy (f1, support, ...)
     meta: dict[str, Any] = field(default_factory=dict)  # description, method, fitted_on, ...
     slope_below: np.ndarray | None = None  # (n_aus,) below the threshold; None = `slope`
+    appearance: Appearance | None = None  # the crop's appearance projection, when the head reads `app:` features
     _columns: np.ndarray | None = None  # positions of `features` in the face feature vector, once bound
 
     def __post_init__(self) -> None:
@@ -130,14 +134,20 @@ class AUHead:
         if not np.isfinite(weights).all() or not np.isfinite(bias).all() or not (slope > 0).all() \
                 or not (below > 0).all():
             raise HeadError(f"{where}: weights and biases must be finite and slopes positive")
-        meta = {k: v for k, v in spec.items() if k not in ("format", "name", "version", "aus", "quality")}
+        meta = {k: v for k, v in spec.items()
+                if k not in ("format", "name", "version", "aus", "quality", "appearance")}
+        try:
+            appearance = Appearance.from_dict(spec["appearance"], where) if spec.get("appearance") else None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise HeadError(f"{where}: unusable appearance projection: {exc}") from None
         supersedes = {c: list(aus[c]["supersedes"]) for c in codes if aus[c].get("supersedes")}
         unknown = sorted({s for targets in supersedes.values() for s in targets} - set(codes))
         if unknown:
             raise HeadError(f"{where}: supersedes AU(s) outside the vocabulary: {', '.join(unknown)}")
         return cls(spec["name"], str(spec["version"]), list(codes), features, weights, bias, slope,
                    supersedes=supersedes, origin={c: aus[c].get("origin", "unknown") for c in codes},
-                   quality={c: dict(q) for c, q in spec.get("quality", {}).items()}, meta=meta, slope_below=below)
+                   quality={c: dict(q) for c, q in spec.get("quality", {}).items()}, meta=meta, slope_below=below,
+                   appearance=appearance)
 
     def to_dict(self) -> dict[str, Any]:
         aus = {}
@@ -150,12 +160,20 @@ class AUHead:
                          "weights": nonzero,
                          **({"supersedes": self.supersedes[code]} if code in self.supersedes else {})}
         return {"format": FORMAT, "name": self.name, "version": self.version, **self.meta, "aus": aus,
-                "quality": self.quality}
+                "quality": self.quality,
+                **({"appearance": self.appearance.to_dict()} if self.appearance is not None else {})}
 
     def write(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        spec = self.to_dict()
+        appearance = spec.pop("appearance", None)
+        text = json.dumps(spec, indent=1)
+        if appearance is not None:  # tens of thousands of numbers: one line per axis, not one per number
+            rows = ",\n  ".join(json.dumps(row, separators=(",", ":")) for row in appearance["axes"])
+            text = (text[:-2] + f',\n "appearance": {{"descriptor": {json.dumps(appearance["descriptor"])},\n  '
+                    f'"mean": {json.dumps(appearance["mean"], separators=(",", ":"))},\n  "axes": [\n  {rows}]}}\n}}')
+        path.write_text(text + "\n")
         return path
 
     def content_version(self) -> str:
@@ -164,19 +182,36 @@ class AUHead:
                            np.round(self.bias, 8).tolist(), np.round(self.slope, 6).tolist(),
                            sorted(self.supersedes.items())]
                           + ([np.round(self.slope_below, 6).tolist()]
-                             if (self.slope_below != self.slope).any() else []))
+                             if (self.slope_below != self.slope).any() else [])
+                          + ([self.appearance.to_dict()] if self.appearance is not None else []))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     # -- applying -----------------------------------------------------------------------------------------
 
     def bind(self, available: list[str]) -> AUHead:
-        """Check that the face feature vector (names in order) holds every input; remember where they are."""
+        """Check that the face feature vector (names in order) holds every input; remember where they are.
+        A head with an appearance projection appends its components to the vector (`inputs`)."""
+        available = list(available) + (self.appearance.names if self.appearance is not None else [])
         unknown = [f for f in self.features if f not in available]
         if unknown:
             raise HeadError(f"AU head {self.tag} needs feature(s) the face stage does not measure: "
                             f"{', '.join(unknown[:8])} (check the mesh measures, au.measures)")
         self._columns = np.array([available.index(f) for f in self.features], dtype=np.int64)
         return self
+
+    def inputs(self, features: np.ndarray, crop_jpegs: bytes | list[bytes] | None = None,
+               descriptors: np.ndarray | None = None) -> np.ndarray:
+        """The head's input vector(s): the face features (blendshapes, measures), followed, for a head with an
+        appearance projection, by its components of the aligned crop (its JPEG bytes, or their descriptors)."""
+        if self.appearance is None:
+            return np.asarray(features, dtype=np.float64)
+        if descriptors is None:
+            if crop_jpegs is None:
+                raise HeadError(f"AU head {self.tag} reads the aligned crop's appearance: give the crop")
+            single = isinstance(crop_jpegs, bytes)
+            descriptors = np.stack([descriptor(b) for b in ([crop_jpegs] if single else crop_jpegs)])
+            descriptors = descriptors[0] if single else descriptors
+        return np.concatenate([np.asarray(features, dtype=np.float64), self.appearance.project(descriptors)], axis=-1)
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         """(..., n_available) face feature vector(s) -> (..., n_aus) scores (> 0: present)."""

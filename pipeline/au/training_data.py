@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.au.appearance import LENGTH, descriptor
 from pipeline.au.head import feature_names
 from pipeline.io.build_dir import BuildDir
 
@@ -39,6 +40,7 @@ class FaceTable:
     sources: list[str]
     neutral: np.ndarray | None = None  # (n_faces,) bool: an uncoded neutral face taken as negative for every AU
     graded: np.ndarray | None = None  # (n_faces, n_aus) bool: the corpus graded this AU's FACS level (A-E)
+    descriptors: np.ndarray | None = None  # (n_faces, appearance.LENGTH): the aligned crops' appearance, if read
 
     def __post_init__(self) -> None:
         if self.neutral is None:
@@ -47,7 +49,10 @@ class FaceTable:
             self.graded = np.zeros(self.labels.shape, dtype=bool)
 
 
-def read_faces(builds: list[str | Path | BuildDir], neutral_negatives: bool = False) -> FaceTable:
+def read_faces(builds: list[str | Path | BuildDir], neutral_negatives: bool = False,
+               appearance: bool = False) -> FaceTable:
+    """The faces of `builds`; with `appearance`, each aligned crop's appearance descriptor too (read from the
+    crop the row stores, as a build's AU stage reads it)."""
     codes: list[str] | None = None
     names: list[str] | None = None
     rows: list[dict] = []
@@ -67,10 +72,16 @@ def read_faces(builds: list[str | Path | BuildDir], neutral_negatives: bool = Fa
             raise ValueError(f"{build}: AU vocabulary or face features differ from those of {builds[0]}")
         shards = build.shards()
         present = build.parquet(shards[0]).schema_arrow.names if shards else COLUMNS
-        table = build.read_table(shards, COLUMNS + [c for c in OPTIONAL if c in present])
+        if appearance and shards and "image" not in present:
+            raise ValueError(f"{build}: its rows hold no aligned crops (column image), which appearance features "
+                             "are read from (fea calibrate --appearance 0 learns without them)")
+        table = build.read_table(shards, COLUMNS + [c for c in OPTIONAL if c in present]
+                                 + (["image"] if appearance else []))
         for row in table.to_pylist() if table is not None else []:
             if row["face_id"] not in seen:  # rows are per (face, task): one per face
                 seen.add(row["face_id"])
+                if appearance:
+                    row["descriptor"] = descriptor(row.pop("image")["bytes"])
                 rows.append(row)
     if codes is None or names is None:
         raise ValueError("no builds given")
@@ -89,4 +100,6 @@ def read_faces(builds: list[str | Path | BuildDir], neutral_negatives: bool = Fa
         au_intensity=np.array([r["au_intensity"] for r in rows], dtype=np.float64).reshape(n, len(codes)),
         groups=[r["subject_id"] or f"{r['source']}:{r['source_item']}" for r in rows],
         emotions=[r["emotion"] for r in rows], sources=[r["source"] for r in rows], neutral=neutral, graded=graded,
+        descriptors=np.array([r["descriptor"] for r in rows], dtype=np.float32).reshape(n, LENGTH) if appearance
+        else None,
     )

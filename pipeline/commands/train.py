@@ -112,6 +112,9 @@ def add_calibrate(sub) -> None:
                    help="largest share of the neutral faces (uncoded, labelled neutral) an AU may fire on")
     c.add_argument("--no-neutral-negatives", dest="neutral_negatives", action="store_false",
                    help="do not take uncoded neutral-labelled faces as negatives for every AU")
+    c.add_argument("--appearance", type=int, default=20, metavar="K",
+                   help="learn from the aligned crops' appearance too: the first K principal components of their "
+                   "48 px gradient histograms (wrinkles: AU4, AU9, AU17, ...); 0 = blendshapes and mesh measures only")
     c.add_argument("--name", default="fea-calibrated", help="the head's name (in au_source, manifest and card)")
     c.add_argument("--terms", default=None, help="the terms of the corpus the head is learned from, kept in the head")
     c.add_argument("--base", help="head whose models rarely coded AUs keep (default: params' au.head)")
@@ -129,13 +132,13 @@ def cmd_calibrate(args) -> int:
         # The command in a canonical form (folder names, not machine paths): the head file stays deterministic.
         meta = {"command": f"fea calibrate {' '.join(Path(str(b)).name for b in args.builds)} --base {base.name} "
                            f"--min-positives {args.min_positives} --folds {args.folds} "
-                           f"--neutral-rate {args.neutral_rate}" + ("" if args.neutral_negatives else
-                                                                    " --no-neutral-negatives")}
+                           f"--neutral-rate {args.neutral_rate} --appearance {args.appearance}"
+                           + ("" if args.neutral_negatives else " --no-neutral-negatives")}
         if args.terms:
             meta["terms"] = args.terms
         head, fits = calibrate(args.builds, base, args.output, min_positives=args.min_positives, folds=args.folds,
                                neutral_rate=args.neutral_rate, neutral_negatives=args.neutral_negatives,
-                               name=args.name, meta=meta)
+                               name=args.name, meta=meta, appearance_components=args.appearance)
     except ValueError as exc:
         print(f"fea calibrate: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,4 +1,5 @@
-"""AU estimation: the AU head (pipeline/au/head.py) applied to the face's blendshapes and mesh measures.
+"""AU estimation: the AU head (pipeline/au/head.py) applied to the face's blendshapes and mesh measures (and,
+for a head that reads them, the aligned crop's appearance features).
 
 The head is data (`au.head`: the default au_head.json, or a head learned with `fea calibrate`); its
 output is aligned to the AU vocabulary order. It reads the face alone: the item's labels never reach
@@ -18,7 +19,7 @@ from pipeline.stages.base import Stage
 
 class AUStage(Stage):
     name = "au"
-    reasons = ("no_blendshapes",)
+    reasons = ("no_blendshapes", "no_crop")
 
     def __init__(self, head: AUHead, blendshape_model: str) -> None:
         super().__init__()
@@ -29,8 +30,11 @@ class AUStage(Stage):
         if sample.blendshapes is None or not np.isfinite(sample.blendshapes).all():
             yield self.reject(sample, "no_blendshapes", "detector returned no usable blendshape scores")
             return
+        if self.head.appearance is not None and not sample.crop_jpeg:
+            yield self.reject(sample, "no_crop", "the AU head reads the aligned crop's appearance; the face has none")
+            return
         sample.mesh = None  # last user of the mesh (torch-blendshapes and the measure stage read it before)
-        features = np.concatenate([sample.blendshapes, sample.face_measures])
+        features = self.head.inputs(np.concatenate([sample.blendshapes, sample.face_measures]), sample.crop_jpeg)
         sample.au_intensity = self.head.intensities(features)
         sample.au_present = self.head.present(sample.au_intensity)
         sample.au_source = self.source_tag
