@@ -305,17 +305,30 @@ def test_landmark_backends_torch_and_auto(monkeypatch):
     from pipeline.backends import landmark_backend, landmarks
     from pipeline.knowledge import Knowledge
 
-    config = load_config(overrides=["detect.landmarks=torch", "detect.torch_batch_size=8"])
+    config = load_config(overrides=["detect.landmarks=torch", "detect.torch_batch_size=8",
+                                    "au.accelerator=type:nvidia-tesla-t4;count:1"])
     knowledge = Knowledge.load(config)
     backend = landmark_backend(config, knowledge)
     assert backend.version.startswith("torch-face-landmarker@")
     (step,) = backend.steps
     assert isinstance(step.stage, TorchDetectStage) and step.batch_size == 8
+    assert step.accelerator == "type:nvidia-tesla-t4;count:1"  # the face stage asks a runner for the GPU
     auto = load_config(overrides=["detect.landmarks=auto"])
     monkeypatch.setattr(landmarks, "gpu_present", lambda: False)
     assert landmark_backend(auto, knowledge).version.startswith("mediapipe-face-landmarker@")
     monkeypatch.setattr(landmarks, "gpu_present", lambda: True)
     assert landmark_backend(auto, knowledge).version.startswith("torch-face-landmarker@")
+
+
+def test_auto_on_a_machine_without_a_gpu_plans_mediapipe_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from pipeline.backends.landmarks import gpu_present; "
+            "print(gpu_present(), 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    has_gpu = torch.cuda.is_available()
+    assert done.stdout.split() == [str(has_gpu), str(has_gpu)] or has_gpu
 
 
 @pytest.mark.slow

@@ -10,6 +10,8 @@ batched step after detection).
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.backends.base import Backend
@@ -46,7 +48,12 @@ def auto_backend(config: Config, knowledge: Knowledge) -> Backend:
 
 
 def gpu_present() -> bool:
-    import torch  # only here: a mediapipe build need not import torch in the launcher
+    """Whether torch sees a CUDA device. On Linux without an NVIDIA device node torch is not even imported
+    (1.6 s that every CPU build's launcher would pay)."""
+    if sys.platform.startswith("linux") and not Path("/proc/driver/nvidia").exists() \
+            and not any(Path("/dev").glob("nvidia[0-9]*")):
+        return False
+    import torch
 
     return torch.cuda.is_available()
 
