@@ -75,12 +75,13 @@ def warp_regions(image: torch.Tensor, regions: list[Region], out: int, zero_bord
     ix, iy = sx >> SUBPIXEL_BITS, sy >> SUBPIXEL_BITS
     fx = (sx & (SUBPIXEL - 1)).float() / SUBPIXEL  # multiples of 1/32: every weight and sum below is exact
     fy = (sy & (SUBPIXEL - 1)).float() / SUBPIXEL
-    flat = image.reshape(-1, channels).float()
+    flat = image.reshape(-1, channels)  # uint8: only the sampled pixels are widened (a 12 MP photo stays 36 MB)
     total = torch.zeros(*sx.shape, channels, device=image.device)
     for dy, wy in ((0, 1 - fy), (1, fy)):
         for dx, wx in ((0, 1 - fx), (1, fx)):
             px, py = ix + dx, iy + dy
-            value = flat[(py.clamp(0, height - 1) * width + px.clamp(0, width - 1)).reshape(-1)].reshape(total.shape)
+            index = (py.clamp(0, height - 1) * width + px.clamp(0, width - 1)).reshape(-1)
+            value = flat[index].reshape(total.shape).float()
             weight = wx * wy
             if zero_border:
                 weight = weight * ((px >= 0) & (px < width) & (py >= 0) & (py < height))
