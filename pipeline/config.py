@@ -164,8 +164,6 @@ class AUConfig(Section):
         default=None, description="pyfeat: folder (or file) holding xgb_au_classifier_v2.skops; None = "
         "$FEA_PYFEAT_WEIGHTS or the Hugging Face cache (HF_HOME, py-feat's resources folder)")
     pyfeat_mapping: str = "schemas/pyfeat_to_au.json"
-    min_batch_size: int = Field(default=1, ge=1, description="no effect since the image work runs in shards (a "
-                                "batch is up to max_batch_size faces of one shard); kept so params files load")
     max_batch_size: int = Field(default=64, ge=1, description="faces per batch of a batched AU backend (at most "
                                 "runner.shard_size faces: a batch never spans two shards)")
     accelerator: str | None = Field(
