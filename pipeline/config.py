@@ -116,8 +116,9 @@ class DetectConfig(Section):
     multi_face: Literal["largest", "reject", "all"] = "largest"
     min_detection_confidence: float = Field(default=0.5, ge=0, le=1)
     min_presence_confidence: float = Field(default=0.5, ge=0, le=1)
-    landmarks: Literal["auto", "mediapipe", "torch", "face-alignment"] = Field(
-        default="auto", description="what finds the face and its points: mediapipe (the Face Landmarker through "
+    landmarks: str = Field(
+        default="auto", description="what finds the face and its points, a backend of pipeline.backends' registry: "
+        "mediapipe (the Face Landmarker through "
         "MediaPipe, one image at a time on the CPU), torch (the same networks in torch, batched, on a GPU when "
         "present), auto (torch when the machine planning the build has a GPU, else mediapipe), or face-alignment "
         "(FAN's 68 landmarks, 2DFAN-4, computed in the Face Landmarker's face box)")
@@ -154,8 +155,9 @@ class AlignConfig(Section):
 
 
 class AUConfig(Section):
-    backend: Literal["mediapipe", "torch-blendshapes", "pyfeat"] = Field(
-        default="mediapipe", description="mediapipe: the Face Landmarker's own scores (CPU reference); "
+    backend: str = Field(
+        default="mediapipe", description="an AU backend of pipeline.backends' registry: "
+        "mediapipe: the Face Landmarker's own scores (CPU reference); "
         "torch-blendshapes: the same network in torch, batched, on GPU when present; "
         "pyfeat: py-feat's xgb AU detector (HOG + 68 landmarks), batched")
     device: str | None = Field(default=None,

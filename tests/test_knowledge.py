@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.backends import AU_BACKENDS, LANDMARK_BACKENDS
 from pipeline.cli import main
-from pipeline.config import AUConfig, ConfigError, DetectConfig, RenderConfig, data_file, load_config
+from pipeline.config import ConfigError, RenderConfig, data_file, load_config
 from pipeline.grounding import verify
 from pipeline.knowledge import Knowledge, packaged
 from pipeline.plan import plan
@@ -112,9 +112,19 @@ def test_an_unknown_task_in_render_mix_fails_in_the_driver(tmp_path: Path, capsy
     assert not (tmp_path / "out.partial").exists()  # nothing ran
 
 
-def test_every_configurable_backend_is_registered(tmp_path: Path) -> None:
-    assert set(AU_BACKENDS) == set(AUConfig.model_fields["backend"].annotation.__args__)
-    assert set(LANDMARK_BACKENDS) == set(DetectConfig.model_fields["landmarks"].annotation.__args__)
+def test_backends_are_named_by_their_registries_only(tmp_path: Path, capsys) -> None:
+    assert {"auto", "mediapipe", "torch", "face-alignment"} <= set(LANDMARK_BACKENDS)
+    assert {"mediapipe", "torch-blendshapes", "pyfeat"} <= set(AU_BACKENDS)
+    for param, known in (("detect.landmarks", LANDMARK_BACKENDS), ("au.backend", AU_BACKENDS)):
+        with pytest.raises(ConfigError, match=f"{param}: unknown backend 'nope'; known: {', '.join(sorted(known))}"):
+            plan(load_config(overrides=[f"{param}=nope"]), packaged(), tmp_path)
+    assert main(["build", "--no-progress", "--no-validate", "--limit", "1", "-o", str(tmp_path / "out"),
+                 "--set", "au.backend=nope"]) == 2
+    assert "au.backend: unknown backend 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "out.partial").exists()  # stopped before anything ran
+
+
+def test_configured_backends_plan_their_steps(tmp_path: Path) -> None:
     steps = plan(load_config(overrides=["au.backend=torch-blendshapes", "au.max_batch_size=8"]), packaged(), tmp_path)
     blendshapes, au = steps.au.steps
     assert (blendshapes.label, blendshapes.batch_size, au.label, au.batch_size) == ("Blendshapes", 8, "AU", None)
