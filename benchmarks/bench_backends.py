@@ -8,7 +8,7 @@ makes it, at each batch size, in faces per second:
 - face-alignment: `FanLandmarks.predict` (FAN-4 in the Face Landmarker's box),
 - torch-blendshapes: `TorchBlendshapes.predict` (reference; real weights from the bundle).
 
-Without network the py-feat and FAN weights are the RANDOM ones of pipeline.models.random_weights,
+Without network the py-feat and FAN weights are the RANDOM ones of benchmarks/random_weights.py,
 written to a temp folder: their outputs are meaningless, only the speed is (the networks' and
 classifiers' shapes are the real ones; the random xgb trees are shallower than py-feat's, so the
 pyfeat figure is an upper bound for the classifier part, HOG dominates). Give --pyfeat-weights /
@@ -88,8 +88,8 @@ def main() -> None:
 
     import cv2
     import torch
+    from random_weights import write_fan_2d, write_pyfeat_xgb_au  # beside this script
 
-    from pipeline.models.random_weights import write_fan_2d, write_pyfeat_xgb_au
     from pipeline.stages.au_pyfeat import landmarks_68_in_crop
     from pipeline.stages.landmarks_fan import mesh_box
 

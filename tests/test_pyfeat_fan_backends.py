@@ -12,12 +12,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from benchmarks.random_weights import write_fan_2d, write_pyfeat_xgb_au
 from pipeline.cli import main
 from pipeline.config import AUConfig, load_config
 from pipeline.knowledge import packaged
 from pipeline.models import files
 from pipeline.models.files import ModelFileError, resolve_weights
-from pipeline.models.random_weights import write_fan_2d, write_pyfeat_xgb_au
 from pipeline.stages.align import five_points, five_points_from_68
 from pipeline.stages.au_pyfeat import PyFeatAUMapping, PyFeatAUStage
 from pipeline.stages.base import REJECTS
