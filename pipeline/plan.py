@@ -67,6 +67,7 @@ def plan(config: Config, knowledge: Knowledge, scratch: Path) -> Plan:
     image += [Step("Align", AlignStage(config.align, knowledge.alignment_template)),
               Step("Measure", MeasureStage(knowledge.measures)), *au.steps,
               Step("Synergy", SynergyStage(config.synergy, knowledge.prototypes))]
+    check_fields(image)
     faces = [Step("Dedup", Deduplicate(config.dedup, [s.name for s in config.sources]))] if config.dedup.enabled else []
     faces.append(Step("Render", RenderStage(config.render, library)))  # checks render.mix against the library
     if config.llm.enabled:
@@ -75,6 +76,28 @@ def plan(config: Config, knowledge: Knowledge, scratch: Path) -> Plan:
     versions = {"detector": landmarks.version, "au_model": au.version, "templates_version": library.version,
                 "pipeline_version": __version__, "params_hash": config.params_hash()}
     return Plan(image, faces, landmarks, au, library, versions)
+
+
+def check_fields(steps: list[Step]) -> None:
+    """Each image step reads only `Sample` fields an earlier step wrote and none that one dropped (the stages'
+    declared contracts, pipeline.stages.base.Stage); otherwise a ConfigError naming the step and the field."""
+    written: dict[str, str] = {"item": "the source"}
+    dropped: dict[str, str] = {}
+    for step in steps:
+        stage = step.stage
+        for field in sorted(getattr(stage, "reads", ())):
+            if field in dropped:
+                raise ConfigError(f"step {step.label} reads {field}, which step {dropped[field]} drops before it: "
+                                  "the steps are out of order")
+            if field not in written:
+                raise ConfigError(f"step {step.label} reads {field}, which no earlier step writes: "
+                                  "the steps are out of order or one is missing")
+        for field in getattr(stage, "writes", ()):
+            written[field] = step.label
+            dropped.pop(field, None)
+        for field in getattr(stage, "drops", ()):
+            dropped[field] = step.label
+            written.pop(field, None)
 
 
 def check_llm(config: Config, template_tasks: list[str]) -> None:

@@ -60,6 +60,10 @@ def blur_score(gray: np.ndarray) -> float:
 class AlignStage(Stage):
     name = "align"
     reasons = ("face_too_small", "extreme_pose", "too_blurry", "alignment_failed")
+    reads = frozenset({"pixels", "mesh", "pose"})  # landmarks_68 too, when a landmark step wrote them
+    writes = frozenset({"bbox", "landmarks_5", "landmarks_5_aligned", "align_matrix", "face_size_px", "low_resolution",
+                        "blur_score", "crop_jpeg"})
+    drops = frozenset({"pixels"})
 
     def __init__(self, cfg: AlignConfig, template_file: Path) -> None:
         super().__init__()

@@ -20,10 +20,14 @@ from pipeline.stages.base import Stage
 class AUStage(Stage):
     name = "au"
     reasons = ("no_blendshapes", "no_crop")
+    writes = frozenset({"au_intensity", "au_present", "au_source"})
+    drops = frozenset({"mesh"})
 
     def __init__(self, head: AUHead, blendshape_model: str) -> None:
         super().__init__()
         self.head = head
+        # The crop only for a head that reads its appearance.
+        self.reads = frozenset({"blendshapes", "face_measures"} | ({"crop_jpeg"} if head.appearance else set()))
         self.source_tag = f"model:{blendshape_model}+{head.tag}"
 
     def run(self, sample: Sample) -> Iterator:

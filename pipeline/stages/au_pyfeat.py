@@ -81,6 +81,9 @@ def landmarks_68_in_crop(sample: Sample) -> np.ndarray:
 class PyFeatAUStage(ModelStage):
     name = "au"
     reasons = ("no_landmarks",)
+    reads = frozenset({"mesh", "crop_jpeg", "align_matrix"})  # landmarks_68 too, when a landmark step wrote them
+    writes = frozenset({"au_intensity", "au_present", "au_source"})
+    drops = frozenset({"mesh"})
 
     def __init__(self, mapping: PyFeatAUMapping, weights_dir: str | None, device: str | None) -> None:
         super().__init__()

@@ -45,10 +45,17 @@ def item_of(element: Any) -> SourceItem:
 
 
 class Stage(beam.DoFn):
-    """Base DoFn of every step. Subclasses set `name` and `reasons` and implement `run`."""
+    """Base DoFn of every step. Subclasses set `name` and `reasons` and implement `run`.
+
+    A stage over samples also declares its contract, the `Sample` fields it `reads`, `writes` and `drops` (sets
+    to None, freeing memory): the plan checks the order of its steps against them before any worker starts
+    (`pipeline.plan.check_fields`), and tests/test_stage_contracts.py holds each stage to its declaration."""
 
     name = "stage"
     reasons: tuple[str, ...] = ()
+    reads: frozenset[str] = frozenset()
+    writes: frozenset[str] = frozenset()
+    drops: frozenset[str] = frozenset()
     stops_run: tuple[type[Exception], ...] = ()  # exceptions that stop the build instead of rejecting an element
 
     def __init__(self) -> None:

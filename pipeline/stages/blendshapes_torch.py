@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 class TorchBlendshapesStage(ModelStage):
     name = "blendshapes"
+    reads = frozenset({"mesh"})
+    writes = frozenset({"blendshapes"})
 
     def __init__(self, device: str | None, model_path: str | None) -> None:
         super().__init__()

@@ -76,6 +76,8 @@ def apply_exif_orientation(image: Image.Image) -> Image.Image:
 
 class DecodeStage(Stage):
     name = "decode"
+    reads = frozenset({"item"})
+    writes = frozenset({"pixels", "image_sha256", "source_width", "source_height"})
     reasons = (
         "file_not_found", "empty_file", "file_too_large", "not_an_image", "corrupt_image",
         "too_many_pixels", "too_small", "unreadable_frame",

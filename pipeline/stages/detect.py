@@ -110,6 +110,8 @@ def kept_faces(stage: Stage, cfg: DetectConfig, sample: Sample, faces: list[Dete
 class DetectStage(Stage):
     name = "detect"
     reasons = ("no_face", "multiple_faces")
+    reads = frozenset({"pixels"})
+    writes = frozenset({"mesh", "blendshapes", "pose", "face_index", "num_faces_detected", "detect_attempt"})
 
     def __init__(self, cfg: DetectConfig, model_path: str | None = None,
                  pin: affinity.Scope | None = None, own_process: bool = False) -> None:
@@ -164,6 +166,7 @@ class TorchDetectStage(ModelStage):
 
     name = "detect"
     reasons = DetectStage.reasons
+    reads, writes = DetectStage.reads, DetectStage.writes
 
     def __init__(self, cfg: DetectConfig, model_path: str | None = None, device: str | None = None) -> None:
         super().__init__()

@@ -111,6 +111,8 @@ def fingerprint(rgb: np.ndarray, mesh: np.ndarray, cfg: DedupConfig) -> Fingerpr
 class FingerprintStage(Stage):
     name = "fingerprint"
     reasons = ()
+    reads = frozenset({"pixels", "mesh"})
+    writes = frozenset({"fingerprint"})
 
     def __init__(self, cfg: DedupConfig) -> None:
         super().__init__()

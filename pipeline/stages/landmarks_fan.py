@@ -27,6 +27,8 @@ def mesh_box(mesh: np.ndarray) -> list[float]:
 
 class FanLandmarksStage(ModelStage):
     name = "landmarks"
+    reads = frozenset({"pixels", "mesh"})
+    writes = frozenset({"landmarks_68"})
 
     def __init__(self, weights: str | None, device: str | None) -> None:
         super().__init__()

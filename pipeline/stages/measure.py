@@ -18,6 +18,8 @@ from pipeline.stages.base import Stage
 class MeasureStage(Stage):
     name = "measure"
     reasons = ("degenerate_mesh",)
+    reads = frozenset({"mesh"})
+    writes = frozenset({"face_measures"})
 
     def __init__(self, measures: MeshMeasures) -> None:
         super().__init__()

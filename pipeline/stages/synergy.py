@@ -19,6 +19,8 @@ from pipeline.stages.base import Stage
 class SynergyStage(Stage):
     name = "synergy"
     reasons = ("fe_au_conflict",)
+    reads = frozenset({"item", "au_present"})
+    writes = frozenset({"fe_au_consistency", "evidence_aus", "fe_au_conflict"})
 
     def __init__(self, cfg: SynergyConfig, prototypes: Prototypes) -> None:
         super().__init__()
