@@ -26,8 +26,9 @@ from apache_beam.io.parquetio import WriteToParquet
 
 from pipeline.build_manifest import build_manifest
 from pipeline.config import Config, OutputConfig
+from pipeline.io.accounting import summarize
 from pipeline.io.build_dir import BuildDir
-from pipeline.io.manifest import Manifest, Resume, summarize
+from pipeline.io.manifest import Manifest, Resume
 from pipeline.io.publish import clear_for_rerun, staging_for
 from pipeline.io.rows import ToRows, reject_row
 from pipeline.io.schema import arrow_schema

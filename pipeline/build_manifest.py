@@ -17,7 +17,7 @@ from pipeline.record import SourceItem
 
 def build_manifest(config: Config, knowledge: Knowledge, plan: Plan, items: list[SourceItem],
                    counts: dict[str, Any], **run: Any) -> Manifest:
-    """The manifest; `counts` are those read back from the written files (`pipeline.io.manifest.summarize`),
+    """The manifest; `counts` are those read back from the written files (`pipeline.io.accounting.summarize`),
     `run` the run's own figures (stage_counters, llm, splits, resume, timings, shards, reject_files)."""
     labelled = Counter(item.emotion for item in items if item.emotion)
     return Manifest(

@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.config import ConfigError
     from pipeline.errors import LLMStopped, PipelineFailed
     from pipeline.export import ExportError
+    from pipeline.io.accounting import AccountingError
     from pipeline.io.build_dir import ManifestError
-    from pipeline.io.manifest import AccountingError
     from pipeline.io.storage import StorageError
     from pipeline.models.files import ModelFileError
     from pipeline.sources import SourceError

@@ -19,8 +19,8 @@ from typing import Any, TextIO
 import pyarrow.parquet as pq
 
 from pipeline.config import data_file
+from pipeline.io.accounting import AccountingError
 from pipeline.io.build_dir import BuildDir
-from pipeline.io.manifest import AccountingError
 
 IMAGE_LITERAL = "<image>"
 FORMATS = ("llava", "sharegpt", "openai", "hf")

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pipeline.io.manifest import AccountingError, account, summarize
+from pipeline.io.accounting import AccountingError, account, summarize
 from pipeline.io.schema import arrow_schema
 from pipeline.record import Reject, Sample, SourceItem
 from pipeline.splits import split_for
