@@ -19,7 +19,10 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from pipeline.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -98,3 +101,18 @@ def unpin(pinned: Pinned) -> None:
         except OSError:  # the thread has exited
             pass
     release(pinned.cpu)
+
+
+def worker_owns_process(config: Config) -> bool:
+    """Whether each worker is a process of its own (multi_processing, or any runner but the DirectRunner),
+    rather than a thread of a process that others (or the caller) share."""
+    runner = config.runner
+    return runner.runner != "DirectRunner" or runner.direct_running_mode == "multi_processing"
+
+
+def pin_scope(config: Config) -> str | None:
+    """How the face model is pinned to a core (runner.pin_cpus): the whole worker when each worker is a
+    process of its own, else only the thread that runs it (several landmarkers share one process)."""
+    if not config.runner.pin_cpus:
+        return None
+    return "process" if worker_owns_process(config) else "thread"

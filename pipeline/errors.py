@@ -1,4 +1,5 @@
-"""Whole-run failures the CLI reports with a one-line reason (kept light: no Beam import)."""
+"""Whole-run failures the CLI reports with a one-line reason, and how an exception is told (kept light: no Beam
+import)."""
 
 from __future__ import annotations
 
@@ -9,3 +10,12 @@ class PipelineFailed(RuntimeError):
 
 class LLMStopped(RuntimeError):
     """on_error=stop and the endpoint failed for good: the build stops; its cache keeps what it got."""
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message` of an exception, even one whose __str__ itself fails."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - the reject must be written whatever the exception is
+        text = "<exception text unavailable>"
+    return f"{type(exc).__name__}: {text}"

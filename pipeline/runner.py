@@ -14,10 +14,9 @@ from apache_beam.transforms import environments
 
 from pipeline import beam_worker
 from pipeline.config import Config
-from pipeline.errors import LLMStopped, PipelineFailed
+from pipeline.errors import LLMStopped, PipelineFailed, describe
 from pipeline.io.build_dir import BuildDir
 from pipeline.progress import ProgressDisplay
-from pipeline.stages.base import describe
 
 log = logging.getLogger(__name__)
 
@@ -63,21 +62,6 @@ class QuietWorkersRunner(fn_runner.FnApiRunner):
 def new_pipeline(config: Config) -> beam.Pipeline:
     options = pipeline_options(config)
     return beam.Pipeline(runner=pipeline_runner(config, options), options=options)
-
-
-def worker_owns_process(config: Config) -> bool:
-    """Whether each worker is a process of its own (multi_processing, or any runner but the DirectRunner),
-    rather than a thread of a process that others (or the caller) share."""
-    runner = config.runner
-    return runner.runner != "DirectRunner" or runner.direct_running_mode == "multi_processing"
-
-
-def pin_scope(config: Config) -> str | None:
-    """How the face model is pinned to a core (runner.pin_cpus): the whole worker when each worker is a
-    process of its own, else only the thread that runs it (several landmarkers share one process)."""
-    if not config.runner.pin_cpus:
-        return None
-    return "process" if worker_owns_process(config) else "thread"
 
 
 def run(p: beam.Pipeline, config: Config, target: BuildDir, staging: BuildDir, progress: Path, total: int,

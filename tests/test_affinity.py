@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from pipeline import affinity
+from pipeline.affinity import pin_scope, worker_owns_process
 from pipeline.config import load_config
-from pipeline.runner import pin_scope, worker_owns_process
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux only")
 

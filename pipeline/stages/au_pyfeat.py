@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from pipeline.errors import describe
 from pipeline.record import Sample
 from pipeline.stages.au import merge_corpus_aus
-from pipeline.stages.base import ModelStage, describe
+from pipeline.stages.base import ModelStage
 
 if TYPE_CHECKING:
     from pipeline.models.pyfeat_au import PyFeatAU

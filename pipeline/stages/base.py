@@ -18,18 +18,10 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from pipeline.errors import describe
 from pipeline.record import Instruction, Reject, Sample, SourceItem
 
 REJECTS = "rejects"
-
-
-def describe(exc: BaseException) -> str:
-    """`Type: message` of an exception, even one whose __str__ itself fails."""
-    try:
-        text = str(exc)
-    except Exception:  # noqa: BLE001 - the reject must be written whatever the exception is
-        text = "<exception text unavailable>"
-    return f"{type(exc).__name__}: {text}"
 
 
 def sample_of(element: Any) -> Sample | None:
