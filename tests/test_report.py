@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipeline.inspect import inspect_build
 from pipeline.io.schema import arrow_schema
 from pipeline.report import write_report
 from pipeline.report.stats import load_stats
+from pipeline.report.text import inspect_build
 
 VOCAB = ["AU1", "AU2", "AU4", "AU6", "AU12", "AU25"]
 SECTIONS = ["Summary", "Rejects", "Emotion distribution", "AU frequency", "Emotion × AU", "AU co-occurrence",

@@ -61,7 +61,7 @@ def add_inspect(sub) -> None:
 
 
 def cmd_inspect(args) -> int:
-    from pipeline.inspect import inspect_build
+    from pipeline.report.text import inspect_build
 
     print(inspect_build(args.dir, samples=args.samples, seed=args.seed))
     return EXIT_OK

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline import probes
 from pipeline.knowledge import Knowledge, packaged
 from pipeline.record import Sample, SourceItem
+from pipeline.templating import question_subjects
 
 # Level words for intensity bins 1..5 of the 0-5 AU scale (FACS A..E).
 LEVELS = ("trace", "slight", "marked", "severe", "maximum")
@@ -56,18 +56,18 @@ def build_context(sample: Sample, knowledge: Knowledge, key: str = "") -> dict[s
     Expectation (from the prototypes, empty for an unlabelled face): expected_aus, the core AUs of the
     label; expected_present / expected_missing, those observed / not observed; extra_aus, present
     AUs outside the core, each with `supporting` (a co-occurring AU of the label).
-    Probes (picked by `pipeline.probes` from `key`): mc_options [{letter, emotion}] and mc_answer
+    Probes (picked by `pipeline.templating.question_subjects` from `key`): mc_options [{letter, emotion}] and mc_answer
     (the label's letter); probe_au (an AU entry with `present`) and probe_au_present; probe_emotion,
     probe_emotion_adj and probe_emotion_matches (None for an unlabelled face); focus_au, the present graded
     AU an intensity question asks about (None: ask about all of them).
     """
     emotions = list(knowledge.emotions.canonical)
-    choice = probes.pick(sample.item.emotion, list(dict.fromkeys(sample.au_present)), knowledge.codes, emotions, key,
-                         graded=sorted(knowledge.head.graded_codes))
+    choice = question_subjects.pick(sample.item.emotion, list(dict.fromkeys(sample.au_present)), knowledge.codes,
+                                    emotions, key, graded=sorted(knowledge.head.graded_codes))
     return _context(sample, knowledge, choice)
 
 
-def _context(sample: Sample, knowledge: Knowledge, choice: probes.Probes) -> dict[str, Any]:
+def _context(sample: Sample, knowledge: Knowledge, choice: question_subjects.Probes) -> dict[str, Any]:
     vocabulary, prototypes = knowledge.au_vocabulary, knowledge.prototypes.table
     index = {row["code"]: i for i, row in enumerate(vocabulary)}
     graded = knowledge.head.graded_codes
@@ -101,7 +101,7 @@ def _context(sample: Sample, knowledge: Knowledge, choice: probes.Probes) -> dic
         raise ValueError(f"focus AU {choice.focus_au} is not present, or its levels are not supported")
     if emotion is not None and emotion not in choice.mc_options:
         raise ValueError(f"the options {choice.mc_options} do not contain the label {emotion!r}")
-    options = [{"letter": probes.LETTERS[i], "emotion": e} for i, e in enumerate(choice.mc_options)]
+    options = [{"letter": question_subjects.LETTERS[i], "emotion": e} for i, e in enumerate(choice.mc_options)]
     probe_emotion = choice.probe_emotion
     return {
         "emotion": emotion,
@@ -172,8 +172,9 @@ def _example_contexts(knowledge: Knowledge) -> tuple[dict[str, Any], ...]:
         strongest = max(present, key=present.get) if present else None
         gradable = [code for code in present if code in knowledge.head.graded_codes]
         focus = max(gradable, key=present.get) if gradable else None
-        yes = probes.Probes((emotion, *others[:3]) if emotion else (), strongest or absent, emotion, focus)
-        no = probes.Probes((*others[:3], emotion) if emotion else (), absent, others[0] if emotion else None, None)
+        yes = question_subjects.Probes((emotion, *others[:3]) if emotion else (), strongest or absent, emotion, focus)
+        no = question_subjects.Probes((*others[:3], emotion) if emotion else (), absent,
+                                      others[0] if emotion else None, None)
         contexts += [_context(sample, knowledge, yes), _context(sample, knowledge, no)]
     return tuple(contexts)
 
