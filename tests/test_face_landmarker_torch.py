@@ -143,7 +143,7 @@ def test_region_warp_samples_as_opencv_fixed_point():
         region = Region(30.0, 28.0, 40.0, 40.0, rotation)
         warped = warp_regions(dot, [region], 64, zero_border=True)[0, :, :, 0]
         v, u = divmod(int(warped.argmax()), 64)
-        point = TorchFaceLandmarker._project(np.array([[u / 64, v / 64, 0.0]]), region, 64, 64)[0]
+        point = TorchFaceLandmarker._project(np.array([[u / 64, v / 64, 0.0]]), region)[0]
         assert np.hypot(point[0] - 40, point[1] - 20) < 1.0
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import zipfile
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -153,14 +152,6 @@ class TorchFaceLandmarker:
             raise ModelFileError(f"{DETECTOR_MEMBER}: {self.detector.shapes[self.detector.outputs[0]][1]} boxes, "
                                  f"but the short-range anchors are {self.anchors.shape[0]}")
 
-    @property
-    def version(self) -> str:
-        return f"torch-face-landmarker@{self.model.sha256[:12]}"
-
-    @cached_property
-    def blendshape_names(self) -> list[str]:
-        return list(self.blendshapes.names)
-
     def detect(self, rgb: np.ndarray) -> list[DetectedFace]:
         return self.detect_batch([rgb])[0]
 
@@ -185,12 +176,12 @@ class TorchFaceLandmarker:
         crops = self._warp(tensors, owners, regions, MESH_SIZE, zero_border=False) * np.float32(1 / 255)
         raw, presence_logit = self.mesh(crops)[:2]
         presence = torch.sigmoid(presence_logit.reshape(-1)).cpu().numpy()
-        points = raw.reshape(len(regions), NUM_MESH_POINTS, 3).double().cpu().numpy() / MESH_SIZE
-        meshes = [self._project(p, r, *sizes[i]) for p, r, i in zip(points, regions, owners, strict=True)]
         keep = [k for k in range(len(regions)) if presence[k] >= self.min_presence_confidence]
         if not keep:
             return results
-        pixel_meshes = np.stack([meshes[k] for k in keep]).astype(np.float32)
+        points = raw.reshape(len(regions), NUM_MESH_POINTS, 3)[keep].double().cpu().numpy() / MESH_SIZE
+        pixel_meshes = np.stack([self._project(p, regions[k]) for p, k in zip(points, keep, strict=True)]
+                                ).astype(np.float32)
         scores = self.blendshapes.predict(pixel_meshes)
         for k, mesh, score in zip(keep, pixel_meshes, scores, strict=True):
             width, height = sizes[owners[k]]
@@ -235,7 +226,7 @@ class TorchFaceLandmarker:
         return result
 
     @staticmethod
-    def _project(points: np.ndarray, region: Region, width: int, height: int) -> np.ndarray:
+    def _project(points: np.ndarray, region: Region) -> np.ndarray:
         """Mesh points in the region's [0, 1] square -> source pixels (z scaled like x, as MediaPipe)."""
         x, y = points[:, 0] - 0.5, points[:, 1] - 0.5
         cos, sin = math.cos(region.rotation), math.sin(region.rotation)
@@ -243,6 +234,3 @@ class TorchFaceLandmarker:
         py = (sin * x + cos * y) * region.height + region.cy
         pz = points[:, 2] * region.width
         return np.stack([px, py, pz], axis=1)
-
-    def close(self) -> None:
-        """Nothing to release (torch frees with the object); for symmetry with `FaceLandmarker`."""

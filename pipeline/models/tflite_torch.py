@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.tflite_weights import TFLiteFormatError, tensor_array
+from pipeline.models.tflite_weights import TFLiteFormatError, parse_model, tensor_array, tflite_schema
 
 # TFLite fused activations (ActivationFunctionType).
 _ACTIVATIONS: dict[int, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -30,12 +30,6 @@ _ACTIVATIONS: dict[int, Callable[[torch.Tensor], torch.Tensor]] = {
     3: lambda x: x.clamp(0.0, 6.0),
 }
 _SAME, _VALID = 0, 1
-
-
-def _schema():  # imported lazily: it pulls in mediapipe's package
-    from mediapipe.tasks.metadata import schema_py_generated
-
-    return schema_py_generated
 
 
 @dataclass
@@ -67,10 +61,8 @@ class TFLiteGraph(nn.Module):
 
     def __init__(self, data: bytes, name: str = "model") -> None:
         super().__init__()
-        if len(data) < 8 or data[4:8] != b"TFL3":
-            raise TFLiteFormatError(f"{name}: not a TFLite flatbuffer (file identifier 'TFL3' missing)")
-        schema = _schema()
-        model = schema.Model.GetRootAsModel(data, 0)
+        schema = tflite_schema()
+        model = parse_model(data, name)
         graph = model.Subgraphs(0)
         self.name = name
         codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
@@ -126,7 +118,7 @@ class TFLiteGraph(nn.Module):
 def _options(schema, kind: str, op) -> object | None:
     table = op.BuiltinOptions()
     cls = {"CONV_2D": schema.Conv2DOptions, "DEPTHWISE_CONV_2D": schema.DepthwiseConv2DOptions,
-           "MAX_POOL_2D": schema.Pool2DOptions, "AVERAGE_POOL_2D": schema.Pool2DOptions,
+           "MAX_POOL_2D": schema.Pool2DOptions,
            "ADD": schema.AddOptions, "MUL": schema.MulOptions,
            "CONCATENATION": schema.ConcatenationOptions}.get(kind)
     if cls is None or table is None:

@@ -32,10 +32,18 @@ class TFLiteFormatError(ValueError):
     """The bytes are not a TFLite flatbuffer this reader understands."""
 
 
-def _schema():  # imported lazily: it pulls in mediapipe's package
+def tflite_schema():  # imported lazily: it pulls in mediapipe's package
+    """The TFLite flatbuffer schema module mediapipe ships (`schema_py_generated`)."""
     from mediapipe.tasks.metadata import schema_py_generated
 
     return schema_py_generated
+
+
+def parse_model(data: bytes, name: str = "model") -> object:
+    """The root `Model` table of a TFLite flatbuffer; TFLiteFormatError when the bytes are not one."""
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise TFLiteFormatError(f"{name}: not a TFLite flatbuffer (file identifier 'TFL3' missing)")
+    return tflite_schema().Model.GetRootAsModel(data, 0)
 
 
 def read_tflite_tensors(
@@ -49,10 +57,7 @@ def read_tflite_tensors(
     quantization scale as float32 ((q - zero_point) * scale); otherwise the stored dtype is kept.
     Activations (tensors without a buffer) are left out.
     """
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise TFLiteFormatError("not a TFLite flatbuffer (file identifier 'TFL3' missing)")
-    schema = _schema()
-    model = schema.Model.GetRootAsModel(data, 0)
+    model = parse_model(data)
     if not 0 <= subgraph < model.SubgraphsLength():
         raise TFLiteFormatError(f"subgraph {subgraph} out of range (model has {model.SubgraphsLength()})")
     graph = model.Subgraphs(subgraph)
