@@ -41,10 +41,17 @@ clean:
 
 # The default AU head (schemas/au_head.json), learned from CK+ FACS codes with the knowledge head
 # (schemas/au_head_prior.json) as its prior and CK+ first frames as neutral negatives. Deterministic;
-# needs the CK+ release layout (research use): make au-head CKPLUS=path/to/ckplus
+# needs the CK+ release layout (research use) and a csv corpus of photos (labels.csv + images/) whose faces, as
+# taken and cut down to 48 px grey, show the head what a change of resolution does (no labels read):
+# make au-head CKPLUS=path/to/ckplus WILD=path/to/photos
 CKPLUS ?= ../shared/corpora/ckplus48-facs-even
+WILD ?= ../shared/corpora/faces-in-the-wild-sample
+PRIOR_BUILD = $(BIN)/fea build --no-progress --set dedup.enabled=false --set au.head=schemas/au_head_prior.json
 au-head: $(STAMP)
-	$(BIN)/fea build --no-progress --source "ckplus:$(CKPLUS),neutral_first_frame=true" \
-		--set dedup.enabled=false --set au.head=schemas/au_head_prior.json -o build/au-head/ckplus
+	$(PRIOR_BUILD) --source "ckplus:$(CKPLUS),neutral_first_frame=true" -o build/au-head/ckplus
+	$(BIN)/python benchmarks/derived.py fer48 $(WILD) build/au-head/wild48-corpus
+	$(PRIOR_BUILD) --source "csv:$(WILD),image_dir=images" -o build/au-head/wild
+	$(PRIOR_BUILD) --source "csv:build/au-head/wild48-corpus,image_dir=images" -o build/au-head/wild48
 	$(BIN)/fea calibrate build/au-head/ckplus --base schemas/au_head_prior.json --name fea-ckplus \
+		--views build/au-head/wild build/au-head/wild48 \
 		--terms "learned from CK+ FACS codes (Lucey et al. 2010), research use" -o schemas/au_head.json

@@ -2,10 +2,10 @@
 cropped and reduced, e.g. to 48 px grey as FER-style corpora ship them) and compare, face by face, the
 recorded features (blendshapes + mesh measures) and the released AUs.
 
-Prints, over the faces both builds accepted (paired by file name): per feature the correlation between the
-two resolutions and the mean shift (reduced - full); the share of faces whose AU set is identical, the mean
-Jaccard overlap of the two AU sets, and AUs per face in each build. A head whose AUs hold across resolution
-is one that a corpus of small faces can teach without teaching the corpus's look.
+Prints, over the faces both builds accepted (paired by file name without extension): per feature the
+correlation between the two resolutions and the mean shift (reduced - full); the share of faces whose AU set
+is identical, the mean Jaccard overlap of the two AU sets, and AUs per face in each build. A head whose AUs
+hold across resolution is one that a corpus of small faces can teach without teaching the corpus's look.
 
     python benchmarks/au_resolution.py build/fitw build/fitw48 [--json out.json]
 """
@@ -28,7 +28,7 @@ def faces_by_file(location: Path) -> dict[str, dict]:
     build = BuildDir(location)
     faces: dict[str, dict] = {}
     for row in build.read_rows(COLUMNS).to_pylist():
-        faces.setdefault(Path(row["source_item"]).name, row)
+        faces.setdefault(Path(row["source_item"]).stem, row)
     return faces
 
 

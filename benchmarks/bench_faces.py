@@ -20,7 +20,6 @@ the project (e.g. a baseline), everything else equal:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -38,21 +37,6 @@ import derived  # noqa: E402 - the derived-data helpers next to this script
 PROJECT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = PROJECT.parent / "shared" / "corpora" / "faces-in-the-wild-sample"
 CORPORA = ("original", "tight", "tight90", "small40", "small24", "fer48", "copies")
-
-
-def located(corpus: Path) -> list[tuple[str, object, object, str]]:
-    """(name, rgb, mesh, emotion) of every photo where a face is found on the photo as given."""
-    from pipeline.models.landmarker import FaceLandmarker
-
-    landmarker = FaceLandmarker(max_faces=1)
-    out = []
-    for row in csv.DictReader(open(corpus / "labels.csv")):
-        rgb = derived.decode((corpus / "images" / row["image"]).read_bytes())
-        faces = landmarker.detect(rgb)
-        if faces:
-            out.append((row["image"], rgb, faces[0].mesh, row["emotion"]))
-    landmarker.close()
-    return out
 
 
 def derive(corpus: Path, photos: list, kind: str, root: Path) -> list[Path]:
@@ -128,7 +112,7 @@ def main() -> None:
     unknown = set(kinds) - set(CORPORA)
     if unknown:
         parser.error(f"unknown corpora: {sorted(unknown)}")
-    photos = located(args.corpus)
+    photos = derived.located(args.corpus)
     results: dict = {"corpus": str(args.corpus), "project": str(args.project.resolve()),
                      "photos_with_face": len(photos), "corpora": {}}
     with tempfile.TemporaryDirectory(prefix="bench_faces_") as tmp:

@@ -14,13 +14,19 @@ image's pixels) and returns a new RGB image:
   same setting, other expression" pair there is;
 - `mirror`.
 
-`write_corpus` writes a `csv` corpus (labels.csv + images/) that `fea build --source csv:...` reads.
+`write_corpus` writes a `csv` corpus (labels.csv + images/) that `fea build --source csv:...` reads; `located`
+finds the faces of a csv corpus's photos. As a command it writes the FER-style 48 px copy of a csv corpus (the
+reduced view `fea calibrate --views` pairs with the photos as taken; photos without a face are left out):
+
+    python benchmarks/derived.py fer48 ../shared/corpora/faces-in-the-wild-sample build/wild48-corpus
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -133,3 +139,35 @@ def write_corpus(dst: Path, images: Iterable[tuple[str, np.ndarray | bytes, str]
                 Image.fromarray(pixels).save(path, quality=quality)
             writer.writerow([name, emotion])
     return dst
+
+
+def located(corpus: Path) -> list[tuple[str, np.ndarray, np.ndarray, str]]:
+    """(name, rgb, mesh, emotion) of every photo of a csv corpus (labels.csv: image, emotion; images/) where a
+    face is found on the photo as given."""
+    from pipeline.models.landmarker import FaceLandmarker
+
+    landmarker = FaceLandmarker(max_faces=1)
+    out = []
+    for row in csv.DictReader(open(corpus / "labels.csv")):
+        rgb = decode((corpus / "images" / row["image"]).read_bytes())
+        faces = landmarker.detect(rgb)
+        if faces:
+            out.append((row["image"], rgb, faces[0].mesh, row["emotion"]))
+    landmarker.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="write a derived copy of a csv corpus")
+    parser.add_argument("kind", choices=["fer48"], help="fer48: each face cropped to a 48x48 grey square (PNG)")
+    parser.add_argument("corpus", type=Path, help="csv corpus: labels.csv (image, emotion) and images/")
+    parser.add_argument("out", type=Path, help="folder to write the derived corpus to (replaced)")
+    args = parser.parse_args()
+    photos = located(args.corpus)
+    shutil.rmtree(args.out, ignore_errors=True)
+    write_corpus(args.out, ((n.rsplit(".", 1)[0] + ".png", fer_crop(rgb, mesh), e) for n, rgb, mesh, e in photos))
+    print(f"{args.out}: {len(photos)} faces")
+
+
+if __name__ == "__main__":
+    main()

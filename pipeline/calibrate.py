@@ -10,7 +10,9 @@ re-chosen, or as it is: whichever cross-validates best) and its subject-disjoint
 recall and correlation; AUs coded too rarely keep the base head's model and say so. Uncoded neutral-labelled
 faces (CK+ first frames with `neutral_first_frame=true`) are negatives for every AU, and each AU's threshold
 keeps it off all but `--neutral-rate` of them; the report gives the false-AU rate on neutral faces and the
-intensity error against the coded FACS levels (A-E), to which each AU's intensity slope is fitted.
+intensity error against the coded FACS levels (A-E), to which each AU's intensity slope is fitted. With
+`--views AS_TAKEN REDUCED` (two builds of the same photos, e.g. as taken and cut down to 48 px grey) the learned
+scores are also penalised for changing between the two views.
 """
 
 from __future__ import annotations
@@ -21,17 +23,20 @@ from typing import Any
 from pipeline.au.accuracy import head_summary_lines
 from pipeline.au.fit import AUFit, fit_head
 from pipeline.au.head import AUHead
-from pipeline.au.training_data import read_faces
+from pipeline.au.training_data import read_faces, read_views
 
 
 def calibrate(builds: list[str | Path], base_head: Path, output: Path, min_positives: int = 10,
               folds: int = 5, neutral_rate: float = 0.01, neutral_negatives: bool = True,
               name: str = "fea-calibrated", meta: dict[str, Any] | None = None,
-              appearance_components: int = 0) -> tuple[AUHead, list[AUFit]]:
+              appearance_components: int = 0, views: tuple[str | Path, str | Path] | None = None
+              ) -> tuple[AUHead, list[AUFit]]:
     faces = read_faces(builds, neutral_negatives=neutral_negatives, appearance=appearance_components > 0)
     base = AUHead.load(base_head, faces.codes)
+    pairs = read_views(*views, appearance=faces.descriptors is not None) if views else None
     head, fits = fit_head(faces, base, name=name, min_positives=min_positives, folds=folds,
-                          neutral_rate=neutral_rate, meta=meta, appearance_components=appearance_components)
+                          neutral_rate=neutral_rate, meta=meta, appearance_components=appearance_components,
+                          views=pairs)
     head.write(output)
     return head, fits
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -278,3 +279,49 @@ def test_facs_scores_count_neutral_faces_apart_and_levels_with_misses() -> None:
     intensity[np.flatnonzero(truth)[0], row] = 0.5  # one coded AU missed: counts in recall and the level error
     missed = score_head(faces, intensity)
     assert missed["aus"]["AU12"]["recall"] < 1.0 and missed["intensity_mae"] > 0
+
+
+def test_resting_faces_make_identity_directions_costly() -> None:
+    """A feature that differs between people at rest (identity) and happens to go with the AU in the training
+    people is read less when the model is shown resting faces: the penalty is the score's spread across them."""
+    from pipeline.au.fit import Invariance, _fit_linear
+
+    rng = np.random.default_rng(0)
+    people = rng.normal(size=80)
+    present = rng.random(80) < 1 / (1 + np.exp(-2 * people))  # the confound: AU coded more on some faces' people
+    peaks = np.c_[present + rng.normal(scale=0.3, size=80), people]
+    resting = np.c_[rng.normal(scale=0.1, size=80), people + rng.normal(scale=0.05, size=80)]
+    x, y = np.r_[peaks, resting], np.r_[present, np.zeros(80, dtype=bool)]
+    neutral = np.r_[np.zeros(80, dtype=bool), np.ones(80, dtype=bool)]
+    plain, _ = _fit_linear(x, y, 0.03, Invariance(np.zeros_like(neutral)))
+    penalised, _ = _fit_linear(x, y, 0.03, Invariance(neutral))
+    assert abs(penalised[1] / penalised[0]) < 0.6 * abs(plain[1] / plain[0])
+    # new people at rest: the penalised score varies less between them, relative to the expression's effect
+    assert np.std(resting @ penalised) / penalised[0] < np.std(resting @ plain) / plain[0]
+
+
+def test_views_make_features_that_change_with_the_view_costly() -> None:
+    """Two features tell the AU equally well, but one of them moves when the same photo is seen another way
+    (e.g. reduced to 48 px grey): with the two views given, the model leans on the one that holds."""
+    from pipeline.au.fit import Invariance, _fit_linear
+
+    rng = np.random.default_rng(0)
+    present = rng.random(200) < 0.4
+    x = np.c_[present + rng.normal(scale=0.4, size=200), present + rng.normal(scale=0.4, size=200)]
+    shift = np.c_[rng.normal(scale=0.02, size=100), rng.normal(loc=0.3, scale=0.5, size=100)]
+    none = np.zeros(200, dtype=bool)
+    plain, _ = _fit_linear(x, present, 0.03, Invariance(none))
+    held, _ = _fit_linear(x, present, 0.03, Invariance(none, shift))
+    assert 0.7 < plain[1] / plain[0] < 1.4
+    assert held[1] / held[0] < 0.5 * plain[1] / plain[0]
+
+
+def test_fit_head_takes_paired_views_and_records_them() -> None:
+    faces = coded_faces()
+    second = replace(faces, features=faces.features + np.random.default_rng(1).normal(scale=0.05,
+                                                                                     size=faces.features.shape))
+    head, _ = fit_head(faces, DEFAULT, min_positives=10, views=(faces, second))
+    assert head.meta["view_pairs"] == len(faces.features)
+    narrow = replace(second, features=second.features[:, :-1], feature_names=second.feature_names[:-1])
+    with pytest.raises(ValueError, match="other face features"):
+        fit_head(faces, DEFAULT, min_positives=10, views=(faces, narrow))

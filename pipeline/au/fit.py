@@ -33,6 +33,9 @@ from pipeline.au.training_data import FaceTable
 
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
 F1_TOLERANCE = 0.02
+MIN_SCALE = 0.01  # features are blendshape scores (0-1), length ratios and appearance components: less spread is noise
+MIN_RESTING = 20  # neutral faces needed to estimate how resting faces differ between people
+RESTING_RIDGE = 0.3  # the plain L2 share of the penalty, against the resting faces' (standardised) variance
 
 
 @dataclass
@@ -52,17 +55,59 @@ class AUFit:
 
 def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     center = x.mean(axis=0)
-    scale = x.std(axis=0)
-    return center, np.where(scale > 1e-9, scale, 1.0)
+    # A feature that barely moves in the training faces (a dead blendshape: cheekPuff, mouthClose on small faces)
+    # is not stretched to unit spread: its tiny weights would become huge ones, and a face where it does move
+    # (a sharp photo) would get its AUs from noise.
+    return center, np.maximum(x.std(axis=0), MIN_SCALE)
 
 
-def _decision(x_train, y_train, x_test, c: float) -> np.ndarray:
-    center, scale = _standardise(x_train)
+@dataclass(frozen=True)
+class Invariance:
+    """What a learned AU score should not change with. `resting`: neutral faces (no muscle activity) among the
+    training faces; how they differ is identity, not expression. `shift`: feature differences between two views of
+    the same faces (e.g. a photo at full resolution and reduced to 48 px grey, rows view b - view a): what a
+    corpus's look changes. Both are label-free; the model's penalty is its score's spread over them."""
+    resting: np.ndarray  # bool per training face
+    shift: np.ndarray | None = None  # (pairs, features), in the model's raw feature units
+
+    def rows(self, index: np.ndarray) -> Invariance:
+        return replace(self, resting=self.resting[index])
+
+    def spread(self, z: np.ndarray, scale: np.ndarray) -> np.ndarray | None:
+        """The second moment of the score-relevant variation, in the standardised units of `z`; None when there
+        is too little of it to estimate."""
+        parts = []
+        if self.resting.sum() >= MIN_RESTING:
+            parts.append(np.cov(z[self.resting], rowvar=False))
+        if self.shift is not None and len(self.shift) >= MIN_RESTING:
+            d = self.shift / scale
+            parts.append(d.T @ d / len(d))  # uncentred: a systematic shift moves every face's score
+        return sum(parts) if parts else None
+
+
+def _fit_linear(x: np.ndarray, y: np.ndarray, c: float, invariance: Invariance) -> tuple[np.ndarray, float]:
+    """Weights (raw feature units) and intercept of a class-balanced, L2-regularised logistic regression of `y`
+    on standardised `x`. With an `invariance` to estimate, the penalty is the score's spread over it (resting
+    faces of different people, two views of one face) plus a ridge, instead of the weights' plain norm: directions
+    that identity or a corpus's look move cost more, so the model reads what expressions change."""
+    center, scale = _standardise(x)
+    z = (x - center) / scale
+    whiten = np.eye(x.shape[1])
+    spread = invariance.spread(z, scale)
+    if spread is not None:
+        values, vectors = np.linalg.eigh(spread + RESTING_RIDGE * np.eye(x.shape[1]))
+        whiten = (vectors / np.sqrt(values)) @ vectors.T  # spread^-1/2: its L2 penalty is w' spread w
     model = LogisticRegression(C=c, solver="newton-cholesky", max_iter=200, class_weight="balanced")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit((x_train - center) / scale, y_train)
-    return model.decision_function((x_test - center) / scale)
+        model.fit(z @ whiten, y)
+    weights = whiten @ model.coef_[0] / scale
+    return weights, float(model.intercept_[0] - weights @ center)
+
+
+def _decision(x_train, y_train, x_test, c: float, invariance: Invariance) -> np.ndarray:
+    weights, bias = _fit_linear(x_train, y_train, c, invariance)
+    return x_test @ weights + bias
 
 
 def _best_threshold(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -99,21 +144,21 @@ class Rule:
         return threshold, _scores(scores > threshold, y)[0]
 
 
-def _oof_scores(x, y, groups, c: float, folds: int) -> np.ndarray:
+def _oof_scores(x, y, groups, c: float, folds: int, invariance: Invariance) -> np.ndarray:
     scores = np.zeros(len(y))
     for train, test in GroupKFold(n_splits=folds).split(x, y, groups):
         if y[train].min() == y[train].max():  # a fold without both classes: no model, neutral scores
             scores[test] = 0.0
             continue
-        scores[test] = _decision(x[train], y[train], x[test], c)
+        scores[test] = _decision(x[train], y[train], x[test], c, invariance.rows(train))
     return scores
 
 
-def _choose(x, y, groups, rows, rule: Rule, folds: int) -> tuple[float, float, float]:
+def _choose(x, y, groups, rows, rule: Rule, folds: int, invariance: Invariance) -> tuple[float, float, float]:
     """(C, threshold, F1) chosen by subject-disjoint cross-validation on these faces."""
     best = (C_GRID[0], 0.0, -1.0)
     for c in C_GRID:
-        threshold, f1 = rule.threshold(_oof_scores(x, y, groups, c, folds), y, rows)
+        threshold, f1 = rule.threshold(_oof_scores(x, y, groups, c, folds, invariance.rows(rows)), y, rows)
         if f1 > best[2]:
             best = (c, threshold, f1)
     return best
@@ -136,22 +181,24 @@ def _base_threshold_cv(score: np.ndarray, y: np.ndarray, groups: np.ndarray, row
     return _scores(pred, y)[0]
 
 
-def _select(x, base_score, y, groups, rows, rule: Rule, folds: int, allow_logistic: bool) -> tuple[str, float, float]:
+def _select(x, base_score, y, groups, rows, rule: Rule, folds: int, allow_logistic: bool,
+            invariance: Invariance) -> tuple[str, float, float]:
     """Which model to use for this AU on these faces, by subject-disjoint cross-validated F1: the base head with
     its threshold re-chosen by `rule` (one parameter: enough for rare AUs), or a logistic regression (when the AU
     is coded often enough). Returns (kind, C, threshold)."""
     options = [("base-threshold", _base_threshold_cv(base_score, y, groups, rows, rule, folds), 0.0,
                 rule.threshold(base_score, y, rows)[0])]
     if allow_logistic:
-        c, threshold, f1 = _choose(x, y, groups, rows, rule, folds)
+        c, threshold, f1 = _choose(x, y, groups, rows, rule, folds, invariance)
         options.append(("logistic", f1, c, threshold))
     kind, _, c, threshold = max(options, key=lambda o: o[1])  # first of equals: the simplest model
     return kind, c, threshold
 
 
-def _fitted_score(kind: str, c: float, threshold: float, x_train, y_train, x_test, base_test) -> np.ndarray:
+def _fitted_score(kind: str, c: float, threshold: float, x_train, y_train, invariance: Invariance, x_test,
+                  base_test) -> np.ndarray:
     if kind == "logistic":
-        return _decision(x_train, y_train, x_test, c) - threshold
+        return _decision(x_train, y_train, x_test, c, invariance) - threshold
     return base_test - threshold
 
 
@@ -179,7 +226,7 @@ def fit_slope(scores: np.ndarray, levels: np.ndarray, default: float, below: flo
 def fit_au(code: str, x: np.ndarray, base_score: np.ndarray, intensity: np.ndarray, groups: np.ndarray,
            min_positives: int, folds: int, min_recalibrate: int = 3, neutral: np.ndarray | None = None,
            graded: np.ndarray | None = None, neutral_rate: float = 0.01, base_slopes: tuple[float, float] = (1.0, 1.0),
-           min_levels: int = 10, max_level_error: float = 1.0) -> AUFit:
+           min_levels: int = 10, max_level_error: float = 1.0, shift: np.ndarray | None = None) -> AUFit:
     """Choose, score and fit the model of one AU. `x` holds the face features followed by the base head's
     scores (a prior: the base head's FACS knowledge costs the logistic model nothing to use). Faces marked
     `neutral` are negatives the threshold must keep quiet (at most `neutral_rate` of them fire); the FACS
@@ -192,6 +239,7 @@ def fit_au(code: str, x: np.ndarray, base_score: np.ndarray, intensity: np.ndarr
     x, base_score, intensity, groups = x[coded], base_score[coded], intensity[coded], groups[coded]
     neutral, graded = neutral[coded], graded[coded]
     rule = Rule(neutral, neutral_rate)
+    invariance = Invariance(neutral, shift)
     rows = np.arange(len(intensity))
     y = intensity > 0
     positives, negatives = int(y.sum()), int((~y).sum())
@@ -215,8 +263,9 @@ def fit_au(code: str, x: np.ndarray, base_score: np.ndarray, intensity: np.ndarr
             continue
         inner = min(folds, len(set(groups[train].tolist())))
         kind, c, threshold = _select(x[train], base_score[train], y[train], groups[train], train, rule, inner,
-                                     allow_logistic)
-        held_scores[test] = _fitted_score(kind, c, threshold, x[train], y[train], x[test], base_score[test])
+                                     allow_logistic, invariance)
+        held_scores[test] = _fitted_score(kind, c, threshold, x[train], y[train], invariance.rows(train), x[test],
+                                          base_score[test])
         held_out[test] = True
     held_full = np.full(len(coded), np.nan)
     held_full[table_rows[held_out]] = held_scores[held_out]
@@ -227,7 +276,7 @@ def fit_au(code: str, x: np.ndarray, base_score: np.ndarray, intensity: np.ndarr
     slope, level_error, found_error, level_corr = fit_slope(held_scores[levels], intensity[levels], *base_slopes)
     found_levels = levels & (held_scores > 0)
     # Final model: chosen on all faces, fitted on all faces.
-    kind, c, threshold = _select(x, base_score, y, groups, rows, rule, folds, allow_logistic)
+    kind, c, threshold = _select(x, base_score, y, groups, rows, rule, folds, allow_logistic, invariance)
     cv = {"f1": round(f1, 4), "precision": round(precision, 4), "recall": round(recall, 4),
           "correlation": round(0.0 if np.isnan(correlation) else correlation, 4), "model": kind,
           "faces": int(expressive.sum())}
@@ -245,26 +294,24 @@ def fit_au(code: str, x: np.ndarray, base_score: np.ndarray, intensity: np.ndarr
     if kind != "logistic":
         return AUFit(code, positives, negatives, True, cv=cv, weights=None, bias=-threshold, kind=kind, slope=slope,
                      held_out=held_full)
-    center, scale = _standardise(x)
-    model = LogisticRegression(C=c, solver="newton-cholesky", max_iter=200, class_weight="balanced")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit((x - center) / scale, y)
-    weights = model.coef_[0] / scale
-    bias = float(model.intercept_[0] - (model.coef_[0] * center / scale).sum() - threshold)
+    weights, bias = _fit_linear(x, y, c, invariance)
+    bias -= threshold
     return AUFit(code, positives, negatives, True, cv={**cv, "C": c}, weights=weights, bias=bias, kind=kind,
                  slope=slope, held_out=held_full)
 
 
 def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_positives: int = 10,
              folds: int = 5, neutral_rate: float = 0.01, meta: dict[str, Any] | None = None,
-             appearance_components: int = 0) -> tuple[AUHead, list[AUFit]]:
+             appearance_components: int = 0, views: tuple[FaceTable, FaceTable] | None = None
+             ) -> tuple[AUHead, list[AUFit]]:
     """A head learned from `faces`: per AU, the model that cross-validates best among a logistic regression
     (AUs coded at least `min_positives` times) and the base head with a re-chosen threshold; thresholds keep
     each AU off all but `neutral_rate` of the neutral faces; intensity slopes fit the coded FACS levels.
     `meta` adds provenance (the command, the corpus terms) to the head file. With `appearance_components` k > 0
     the faces' crop appearance (read with `read_faces(appearance=True)`) joins the features as its first k
-    principal components, the projection learned on these faces without their labels and kept in the head."""
+    principal components, the projection learned on these faces without their labels and kept in the head.
+    `views`: the same faces seen two ways (paired row by row, no labels needed, `read_views`); the learned scores
+    are penalised for differing between the two (see `Invariance`)."""
     if not np.isfinite(faces.labels).any():
         raise ValueError("the builds carry no corpus AU codes (au_label_intensity): calibration needs a FACS-coded "
                          "corpus (ckplus, disfa, disfaplus, bp4d, rafau adapters, or csv/jsonl with au_column)")
@@ -276,12 +323,17 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
         if faces.descriptors is None:
             raise ValueError("appearance features asked for, but the faces were read without them")
         appearance = Appearance.learn(faces.descriptors, appearance_components)
-    if appearance is not None:
-        if faces.descriptors is None:
-            raise ValueError(f"the base head {base.tag} reads the aligned crops' appearance; read the faces with it "
-                             "(fea calibrate --appearance K, K > 0)")
-        faces = replace(faces, feature_names=[*faces.feature_names, *appearance.names],
-                        features=np.concatenate([faces.features, appearance.project(faces.descriptors)], axis=1))
+
+    def with_appearance(table: FaceTable) -> FaceTable:
+        if appearance is None:
+            return table
+        if table.descriptors is None:
+            raise ValueError("the head reads the aligned crops' appearance (--appearance K, or a base head that "
+                             "does): read the faces with it (read_faces(appearance=True))")
+        return replace(table, feature_names=[*table.feature_names, *appearance.names],
+                       features=np.concatenate([table.features, appearance.project(table.descriptors)], axis=1))
+
+    faces = with_appearance(faces)
     unknown = [f for f in base.features if f not in faces.feature_names]
     if unknown:
         raise ValueError(f"the base head reads features the builds do not record: {unknown[:5]}")
@@ -292,6 +344,13 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
     base_rows = [base.codes.index(c) for c in faces.codes]
     base_scores = faces.features @ base_weights[base_rows].T + base.bias[base_rows]
     augmented = np.concatenate([faces.features, base_scores], axis=1)
+    shift = None
+    if views is not None:
+        first, second = (with_appearance(view).features for view in views)
+        if first.shape[1] != len(features) or second.shape[1] != len(features):
+            raise ValueError("the paired views record other face features than the calibration builds")
+        difference = second - first
+        shift = np.concatenate([difference, difference @ base_weights[base_rows].T], axis=1)
     weights = np.zeros((len(faces.codes), len(features)))
     bias = np.zeros(len(faces.codes))
     slope = np.ones(len(faces.codes))
@@ -303,7 +362,7 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
         b = base_rows[row]
         result = fit_au(code, augmented, base_scores[:, row], faces.labels[:, row], groups, min_positives, folds,
                         neutral=faces.neutral, graded=faces.graded[:, row], neutral_rate=neutral_rate,
-                        base_slopes=(float(base.slope[b]), float(base.slope_below[b])))
+                        base_slopes=(float(base.slope[b]), float(base.slope_below[b])), shift=shift)
         fits.append(result)
         support = {"positives": result.positives, "negatives": result.negatives}
         if result.kind == "logistic":
@@ -320,6 +379,7 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
             quality[code] = {**result.cv, **support, "source": "subject-disjoint cross-validation"}
         else:
             quality[code] = {**base.quality.get(code, {}), **support, "kept_base": result.reason}
+    weights = np.round(weights, 8)  # the precision the head file keeps: a weight that rounds to 0 is not used
     used = np.flatnonzero(np.abs(weights).sum(axis=0) > 0)
     head = AUHead(
         name=name, version="", codes=list(faces.codes), features=[features[i] for i in used],
@@ -333,6 +393,9 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
               "faces": len(faces.features), "subjects": len(set(faces.groups)),
               "neutral_faces": int(faces.neutral.sum()), "neutral_rate": neutral_rate,
               "appearance_components": 0 if appearance is None else len(appearance.axes),
+              "view_pairs": 0 if shift is None else len(shift),
+              **({"views_from": [f"{', '.join(sorted(set(view.sources)))} ({len(view.sources)} faces)"
+                                 for view in views]} if views is not None else {}),
               "quality_source": "subject-disjoint cross-validation on the calibration builds",
               **(meta or {})},
     )

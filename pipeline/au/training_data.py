@@ -41,6 +41,7 @@ class FaceTable:
     neutral: np.ndarray | None = None  # (n_faces,) bool: an uncoded neutral face taken as negative for every AU
     graded: np.ndarray | None = None  # (n_faces, n_aus) bool: the corpus graded this AU's FACS level (A-E)
     descriptors: np.ndarray | None = None  # (n_faces, appearance.LENGTH): the aligned crops' appearance, if read
+    items: list[str] | None = None  # the source item (file) of each face
 
     def __post_init__(self) -> None:
         if self.neutral is None:
@@ -102,4 +103,32 @@ def read_faces(builds: list[str | Path | BuildDir], neutral_negatives: bool = Fa
         emotions=[r["emotion"] for r in rows], sources=[r["source"] for r in rows], neutral=neutral, graded=graded,
         descriptors=np.array([r["descriptor"] for r in rows], dtype=np.float32).reshape(n, LENGTH) if appearance
         else None,
+        items=[r["source_item"] for r in rows],
     )
+
+
+def read_views(first: str | Path | BuildDir, second: str | Path | BuildDir, appearance: bool = False
+               ) -> tuple[FaceTable, FaceTable]:
+    """Two builds of the same photos seen two ways (e.g. as taken, and each face cropped and reduced to 48 px grey):
+    their faces paired by file name without extension, in the same order; faces only one build accepted, or
+    files with several faces, are left out. No labels are read: the pairs only show what the change of view
+    does to the features."""
+    tables = [read_faces([location], appearance=appearance) for location in (first, second)]
+    keys = []
+    for table in tables:
+        stems = [Path(item).stem for item in table.items]
+        counts = {stem: stems.count(stem) for stem in stems}
+        keys.append({stem: i for i, stem in enumerate(stems) if counts[stem] == 1})
+    common = sorted(set(keys[0]) & set(keys[1]))
+    if not common:
+        raise ValueError(f"{first} and {second}: no face of one build pairs with a face of the other (same file "
+                         "name, one face each)")
+    return tuple(_subset(table, [key[stem] for stem in common]) for table, key in zip(tables, keys, strict=True))
+
+
+def _subset(table: FaceTable, index: list[int]) -> FaceTable:
+    def pick(values):
+        return None if values is None else [values[i] for i in index] if isinstance(values, list) else values[index]
+
+    return FaceTable(**{name: pick(value) if name not in ("builds", "codes", "feature_names") else value
+                        for name, value in vars(table).items()})

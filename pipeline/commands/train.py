@@ -115,6 +115,10 @@ def add_calibrate(sub) -> None:
     c.add_argument("--appearance", type=int, default=20, metavar="K",
                    help="learn from the aligned crops' appearance too: the first K principal components of their "
                    "48 px gradient histograms (wrinkles: AU4, AU9, AU17, ...); 0 = blendshapes and mesh measures only")
+    c.add_argument("--views", nargs=2, metavar=("AS_TAKEN", "REDUCED"), default=None,
+                   help="two builds of the same photos seen two ways (e.g. as taken, and each face cropped to 48 px "
+                   "grey: benchmarks/derived.py fer48), paired by file name; no labels are read. Learned scores are "
+                   "penalised for changing between the two, so what a small corpus teaches holds on sharp photos")
     c.add_argument("--name", default="fea-calibrated", help="the head's name (in au_source, manifest and card)")
     c.add_argument("--terms", default=None, help="the terms of the corpus the head is learned from, kept in the head")
     c.add_argument("--base", help="head whose models rarely coded AUs keep (default: params' au.head)")
@@ -133,12 +137,13 @@ def cmd_calibrate(args) -> int:
         meta = {"command": f"fea calibrate {' '.join(Path(str(b)).name for b in args.builds)} --base {base.name} "
                            f"--min-positives {args.min_positives} --folds {args.folds} "
                            f"--neutral-rate {args.neutral_rate} --appearance {args.appearance}"
-                           + ("" if args.neutral_negatives else " --no-neutral-negatives")}
+                           + ("" if args.neutral_negatives else " --no-neutral-negatives")
+                           + (f" --views {' '.join(Path(str(v)).name for v in args.views)}" if args.views else "")}
         if args.terms:
             meta["terms"] = args.terms
         head, fits = calibrate(args.builds, base, args.output, min_positives=args.min_positives, folds=args.folds,
                                neutral_rate=args.neutral_rate, neutral_negatives=args.neutral_negatives,
-                               name=args.name, meta=meta, appearance_components=args.appearance)
+                               name=args.name, meta=meta, appearance_components=args.appearance, views=args.views)
     except ValueError as exc:
         print(f"fea calibrate: {exc}", file=sys.stderr)
         return EXIT_USAGE
