@@ -36,7 +36,7 @@ DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "f
 
 def aligned_faces(corpus: Path, n: int) -> list:
     from pipeline.config import AlignConfig, DecodeConfig, DetectConfig, load_config
-    from pipeline.record import Sample, SourceItem
+    from pipeline.domain.record import Sample, SourceItem
     from pipeline.stages.align import AlignStage
     from pipeline.stages.decode import DecodeStage
     from pipeline.stages.detect import DetectStage

@@ -121,7 +121,7 @@ def stage_profile(corpus: Path, limit: int = 200) -> dict:
     import pyarrow.parquet as pq
     from apache_beam.io.parquetio import _RowDictionariesToArrowTable
 
-    from pipeline.build import enumerate_inputs
+    from pipeline.builder.run import enumerate_inputs
     from pipeline.config import load_config
     from pipeline.io.rows import ToRows
     from pipeline.io.schema import arrow_schema
@@ -155,7 +155,7 @@ def stage_profile(corpus: Path, limit: int = 200) -> dict:
     for stage in stages:
         stage.setup()
     versions = dict.fromkeys(["detector", "au_model", "templates_version", "pipeline_version", "params_hash"], "bench")
-    to_rows = ToRows(config.split, versions)
+    to_rows = ToRows(config.split.ratios, config.split.seed, versions)
     seconds: Counter = Counter()
     rows = []
     for item in items:

@@ -28,9 +28,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fake_openai import FakeOpenAI  # noqa: E402
 
-from pipeline.config import PROJECT_ROOT, LLMConfig  # noqa: E402
+from pipeline.config import LLMConfig  # noqa: E402
+from pipeline.domain.data import PROJECT_ROOT  # noqa: E402
+from pipeline.domain.record import Instruction, Sample, SourceItem  # noqa: E402
 from pipeline.knowledge import packaged  # noqa: E402
-from pipeline.record import Instruction, Sample, SourceItem  # noqa: E402
 from pipeline.stages.llm import LLMStage  # noqa: E402
 
 

@@ -48,7 +48,7 @@ def compare(a: Path, b: Path, ignore_source: bool = False) -> dict:
     inputs_a, accepted_a = inputs_and_accepted(a)
     inputs_b, accepted_b = inputs_and_accepted(b)
     both = sorted(set(faces_a) & set(faces_b))
-    landmarks, blendshapes, same_aus, pose = [], [], [], []
+    landmarks, blendshapes, same_aus, aus_differing, pose = [], [], [], [], []
     for key in both:
         ra, rb = faces_a[key], faces_b[key]
         pa, pb = np.asarray(ra["landmarks_5"], np.float64), np.asarray(rb["landmarks_5"], np.float64)
@@ -56,6 +56,7 @@ def compare(a: Path, b: Path, ignore_source: bool = False) -> dict:
         landmarks.append(float(np.linalg.norm(pa - pb, axis=1).mean()) / inter_ocular)
         blendshapes.append(float(np.abs(np.asarray(ra["blendshapes"]) - np.asarray(rb["blendshapes"])).mean()))
         same_aus.append(model_aus(ra) == model_aus(rb))
+        aus_differing.append(len(model_aus(ra) ^ model_aus(rb)))
         pose.append(max(abs(ra[k] - rb[k]) for k in ("yaw", "pitch", "roll")))
     return {
         "inputs": [inputs_a, inputs_b],
@@ -68,6 +69,7 @@ def compare(a: Path, b: Path, ignore_source: bool = False) -> dict:
         "blendshapes_mae_mean": float(np.mean(blendshapes)) if both else None,
         "blendshapes_mae_max": float(np.max(blendshapes)) if both else None,
         "au_sets_identical_share": float(np.mean(same_aus)) if both else None,
+        "aus_differing_per_face": float(np.mean(aus_differing)) if both else None,
         "pose_difference_degrees_max": float(np.max(pose)) if both else None,
     }
 

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from pipeline.quiet import quiet_logs
+    from pipeline.process.quiet import quiet_logs
 
     quiet_logs(verbose=args.verbose)  # before Beam loads here, and inherited by the build's worker processes
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")

@@ -14,17 +14,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipeline.domain.data import PROJECT_ROOT
 from pipeline.io import storage
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PARAMS = PROJECT_ROOT / "params.yaml"
-# The packaged data (vocabularies, tables, schemas, model registry): named here only; others use `data_file`.
-DATA_DIR = PROJECT_ROOT / "schemas"
-
-
-def data_file(name: str) -> Path:
-    """A file of the packaged data folder, e.g. `data_file("au_vocabulary.csv")`."""
-    return DATA_DIR / name
 
 
 class ConfigError(ValueError):
@@ -117,7 +110,8 @@ class DetectConfig(Section):
     min_detection_confidence: float = Field(default=0.5, ge=0, le=1)
     min_presence_confidence: float = Field(default=0.5, ge=0, le=1)
     landmarks: str = Field(
-        default="auto", description="what finds the face and its points, a backend of pipeline.backends' registry: "
+        default="auto",
+        description="what finds the face and its points, a backend of pipeline.builder.backends' registry: "
         "mediapipe (the Face Landmarker through "
         "MediaPipe, one image at a time on the CPU), torch (the same networks in torch, batched, on a GPU when "
         "present), auto (torch when the machine planning the build has a GPU, else mediapipe), or face-alignment "
@@ -156,7 +150,7 @@ class AlignConfig(Section):
 
 class AUConfig(Section):
     backend: str = Field(
-        default="mediapipe", description="an AU backend of pipeline.backends' registry: "
+        default="mediapipe", description="an AU backend of pipeline.builder.backends' registry: "
         "mediapipe: the Face Landmarker's own scores (CPU reference); "
         "torch-blendshapes: the same network in torch, batched, on GPU when present; "
         "pyfeat: py-feat's xgb AU detector (HOG + 68 landmarks), batched")

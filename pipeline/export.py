@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 import pyarrow.parquet as pq
 
-from pipeline.config import data_file
+from pipeline.domain.data import data_file
 from pipeline.io.accounting import AccountingError
 from pipeline.io.build_dir import BuildDir
 

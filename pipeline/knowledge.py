@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.au.head import AUHead, feature_names
 from pipeline.au.measures import MeshMeasures
-from pipeline.config import Config, data_file
-from pipeline.vocabulary import load_au_vocabulary
+from pipeline.config import Config
+from pipeline.domain.data import data_file
+from pipeline.domain.vocabulary import load_au_vocabulary
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

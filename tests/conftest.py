@@ -15,8 +15,9 @@ from PIL import Image
 from s3_server import S3Server
 from s3_server import start as s3_start
 
-from pipeline.config import PROJECT_ROOT, AlignConfig, Config, DecodeConfig, DetectConfig, load_config
-from pipeline.record import Reject, Sample, SourceItem
+from pipeline.config import AlignConfig, Config, DecodeConfig, DetectConfig, load_config
+from pipeline.domain.data import PROJECT_ROOT
+from pipeline.domain.record import Reject, Sample, SourceItem
 from pipeline.sources.base import SourceError
 from pipeline.sources.demo import demo_corpus_dir
 from pipeline.stages.align import AlignStage

@@ -19,8 +19,8 @@ from conftest import DEMO_FACES, assert_reject, demo_face, run_stage
 from PIL import Image
 
 from pipeline.config import DecodeConfig
+from pipeline.domain.record import Reject, Sample, SourceItem
 from pipeline.knowledge import packaged_emotions
-from pipeline.record import Reject, Sample, SourceItem
 from pipeline.sources import BUILTIN, Source, SourceError
 from pipeline.sources.affectnet import AffectNetSource
 from pipeline.sources.expw import ExpwSource
@@ -498,7 +498,7 @@ def test_build_from_rafdb_and_jsonl(rafdb: Path, jsonl_corpus: Path, tmp_path: P
 
 
 def test_source_weight_samples_deterministically(wild_dir: Path) -> None:
-    from pipeline.build import enumerate_inputs
+    from pipeline.builder.run import enumerate_inputs
     from pipeline.config import load_config
 
     shared = wild_dir

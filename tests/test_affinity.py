@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import affinity
-from pipeline.affinity import pin_scope, worker_owns_process
 from pipeline.config import load_config
+from pipeline.process import affinity
+from pipeline.process.affinity import pin_scope, worker_owns_process
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux only")
 
 CLAIM = """
 import sys, time
 from pathlib import Path
-from pipeline import affinity
+from pipeline.process import affinity
 print(affinity.claim_cpu(Path(sys.argv[1])), flush=True)
 time.sleep(float(sys.argv[2]))
 """
@@ -88,7 +88,7 @@ def test_process_pin_covers_every_thread(tmp_path: Path) -> None:
     code = f"""
 import os, threading, time
 from pathlib import Path
-from pipeline import affinity
+from pipeline.process import affinity
 stop = threading.Event()
 earlier = threading.Thread(target=stop.wait); earlier.start()
 cpu = affinity.pin("process", Path({str(tmp_path)!r})).cpu

@@ -12,7 +12,7 @@ from PIL import Image
 
 from pipeline.au.appearance import DESCRIPTOR, LENGTH, Appearance, descriptor
 from pipeline.au.head import AUHead, HeadError
-from pipeline.vocabulary import load_au_vocabulary
+from pipeline.domain.vocabulary import load_au_vocabulary
 
 CODES = [row["code"] for row in load_au_vocabulary(SCHEMAS / "au_vocabulary.csv")]
 

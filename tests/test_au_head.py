@@ -19,10 +19,10 @@ from pipeline.au.head import AUHead, HeadError, feature_names, intensity_from_sc
 from pipeline.au.measures import MeshMeasures
 from pipeline.au.training_data import FaceTable
 from pipeline.cli import main
-from pipeline.record import Sample, SourceItem
+from pipeline.domain.record import Sample, SourceItem
+from pipeline.domain.vocabulary import load_au_vocabulary
 from pipeline.stages.au import AUStage
 from pipeline.stages.measure import MeasureStage
-from pipeline.vocabulary import load_au_vocabulary
 
 CODES = [row["code"] for row in load_au_vocabulary(SCHEMAS / "au_vocabulary.csv")]
 NAMES = json.loads((SCHEMAS / "blendshapes.json").read_text())["names"]

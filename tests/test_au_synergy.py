@@ -8,9 +8,9 @@ import pytest
 from conftest import SCHEMAS, assert_reject, only, run_stage
 
 from pipeline.config import SynergyConfig
-from pipeline.record import Sample, SourceItem
+from pipeline.domain.record import Sample, SourceItem
+from pipeline.domain.vocabulary import load_au_vocabulary
 from pipeline.stages.synergy import Prototypes, SynergyStage
-from pipeline.vocabulary import load_au_vocabulary
 
 CODES = [row["code"] for row in load_au_vocabulary(SCHEMAS / "au_vocabulary.csv")]
 

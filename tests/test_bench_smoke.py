@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import PROJECT_ROOT
+from pipeline.domain.data import PROJECT_ROOT
 
 BENCH = PROJECT_ROOT / "benchmarks" / "bench_build.py"
 

@@ -19,7 +19,7 @@ from pipeline.au.head import AUHead, feature_names
 from pipeline.au.measures import MeshMeasures
 from pipeline.au.training_data import FaceTable
 from pipeline.cli import main
-from pipeline.vocabulary import load_au_vocabulary
+from pipeline.domain.vocabulary import load_au_vocabulary
 
 CODES = [row["code"] for row in load_au_vocabulary(SCHEMAS / "au_vocabulary.csv")]
 NAMES = json.loads((SCHEMAS / "blendshapes.json").read_text())["names"]

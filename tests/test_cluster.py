@@ -19,10 +19,10 @@ from apache_beam.options.pipeline_options import (
 from apache_beam.testing.util import assert_that, equal_to
 from google.protobuf import json_format
 
-from pipeline.build import build
+from pipeline.builder.run import build
+from pipeline.builder.runner import pipeline_options, pipeline_runner
 from pipeline.config import load_config
 from pipeline.errors import PipelineFailed
-from pipeline.runner import pipeline_options, pipeline_runner
 
 DATAFLOW = ["--project=my-project", "--region=europe-west4", "--temp_location=gs://my-bucket/tmp",
             "--sdk_container_image=europe-docker.pkg.dev/my-project/fea/worker:0.1.0",

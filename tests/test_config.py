@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import DEFAULT_PARAMS, PROJECT_ROOT, Config, ConfigError, load_config, set_dotted
+from pipeline.config import DEFAULT_PARAMS, Config, ConfigError, load_config, set_dotted
+from pipeline.domain.data import PROJECT_ROOT
 
 
 def write_params(tmp_path, text: str):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pipeline import dataset_checks as dc
 from pipeline.grounding import disagreements, extract_claims
 from pipeline.io.manifest import Counts
+from pipeline.validate import dataset_checks as dc
 
 
 def frame(**overrides) -> pd.DataFrame:

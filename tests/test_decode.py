@@ -17,7 +17,7 @@ from conftest import assert_reject, only
 from PIL import Image
 
 from pipeline.config import DecodeConfig
-from pipeline.record import Reject, Sample, SourceItem
+from pipeline.domain.record import Reject, Sample, SourceItem
 from pipeline.stages.base import REJECTS
 from pipeline.stages.decode import DecodeStage, to_rgb
 

@@ -23,7 +23,7 @@ from PIL import Image
 
 from pipeline.cli import main
 from pipeline.config import DedupConfig, load_config
-from pipeline.record import Sample, SourceItem
+from pipeline.domain.record import Sample, SourceItem
 from pipeline.sources.demo import demo_corpus_dir
 from pipeline.stages.base import REJECTS
 from pipeline.stages.dedup import EXACT, NEAR, Deduplicate, Face, Pair, bands, decide, same_photo, sample_key

@@ -13,7 +13,7 @@ import pytest
 from conftest import TEMPLATE_FILE, assert_reject, only, run_stage
 from PIL import Image
 
-from pipeline.record import Sample
+from pipeline.domain.record import Sample
 from pipeline.stages.align import FIVE_POINT_MESH_INDICES, canonical_template, five_points
 from pipeline.stages.base import REJECTS
 from pipeline.stages.detect import face_area

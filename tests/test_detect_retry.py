@@ -14,8 +14,8 @@ from PIL import Image
 from pydantic import ValidationError
 
 from pipeline.config import FIRST_ATTEMPT, DecodeConfig, DetectAttempt, DetectConfig, load_config
+from pipeline.domain.record import Sample, SourceItem
 from pipeline.models.landmarker import DetectedFace
-from pipeline.record import Sample, SourceItem
 from pipeline.stages.align import five_points
 from pipeline.stages.decode import DecodeStage
 from pipeline.stages.detect import retry_image, to_original

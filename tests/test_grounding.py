@@ -11,8 +11,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from pipeline.domain.vocabulary import load_au_vocabulary
 from pipeline.grounding import Claims, extract_claims, verify
-from pipeline.vocabulary import load_au_vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))

@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipeline.domain.vocabulary import load_au_vocabulary
 from pipeline.grounding import extract_claims, prefilter
 from pipeline.grounding.claims import (
     Claims,
@@ -36,7 +37,6 @@ from pipeline.grounding.claims import (
 from pipeline.grounding.lexicon import TOKEN_RE, Lexicon, Mention, lexicon_of, phrase_scan, words
 from pipeline.grounding.tokens import AU_CODE_RE, DROPPED, NORMALISE, NUMBER_RE, Token, find_mentions, tokenise
 from pipeline.knowledge import packaged
-from pipeline.vocabulary import load_au_vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pipeline.domain.record import Reject, SourceItem
 from pipeline.io.shards import ShardStore, plan_shards
-from pipeline.record import Reject, SourceItem
 from pipeline.sources.base import Source, resolved
 
 

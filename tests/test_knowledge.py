@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.backends import AU_BACKENDS, LANDMARK_BACKENDS
+from pipeline.builder.backends import AU_BACKENDS, LANDMARK_BACKENDS
+from pipeline.builder.plan import plan
 from pipeline.cli import main
-from pipeline.config import ConfigError, RenderConfig, data_file, load_config
+from pipeline.config import ConfigError, RenderConfig, load_config
+from pipeline.domain.data import data_file
+from pipeline.domain.record import Instruction, Sample, SourceItem
 from pipeline.grounding import verify
 from pipeline.knowledge import Knowledge, packaged
-from pipeline.plan import plan
-from pipeline.record import Instruction, Sample, SourceItem
 from pipeline.stages.render import RenderStage
 from pipeline.stages.verify import VerifyStage
 from pipeline.templating import TemplateLibrary, build_context
@@ -84,7 +85,7 @@ def test_validation_rereads_answers_with_the_builds_vocabulary(renamed: Knowledg
     """The release check re-verifies the written answers with the same knowledge as the verify stage."""
     import pandas as pd
 
-    from pipeline.dataset_checks import answers_agree_with_labels
+    from pipeline.validate.dataset_checks import answers_agree_with_labels
 
     frame = pd.DataFrame([{"sample_id": "s1", "emotion": "happiness", "au_present": ["AU12"], "task": "description",
                            "conversations": [{"role": "user", "content": "<image>\nDescribe the face."},

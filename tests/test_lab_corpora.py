@@ -16,7 +16,8 @@ from conftest import DEMO_FACES, SCHEMAS, WILD_SAMPLE, demo_face, only, require_
 
 from pipeline.au.head import AUHead, feature_names
 from pipeline.config import DecodeConfig, SynergyConfig
-from pipeline.record import Reject, Sample, SourceItem
+from pipeline.domain.record import Reject, Sample, SourceItem
+from pipeline.domain.vocabulary import load_au_vocabulary
 from pipeline.sources import BUILTIN, SourceError
 from pipeline.sources.au_labels import au_code, occurrence_intensity
 from pipeline.sources.bp4d import Bp4dSource
@@ -29,7 +30,6 @@ from pipeline.stages.au import AUStage
 from pipeline.stages.decode import DecodeStage
 from pipeline.stages.synergy import Prototypes, SynergyStage
 from pipeline.validate.project import corpus_au_problems
-from pipeline.vocabulary import load_au_vocabulary
 
 CODES = [row["code"] for row in load_au_vocabulary(SCHEMAS / "au_vocabulary.csv")]
 OCC = occurrence_intensity()

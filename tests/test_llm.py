@@ -12,17 +12,18 @@ import numpy as np
 import pytest
 from fake_openai import FakeOpenAI, Reply, grounded_answer
 
-from pipeline.config import PROJECT_ROOT, LLMConfig, RenderConfig
+from pipeline.config import LLMConfig, RenderConfig
+from pipeline.domain.data import PROJECT_ROOT
+from pipeline.domain.record import Instruction, Sample, SourceItem
+from pipeline.domain.vocabulary import load_au_vocabulary
 from pipeline.errors import LLMStopped
 from pipeline.knowledge import packaged
 from pipeline.llm.batch import import_results
 from pipeline.llm.cache import ResponseCache
-from pipeline.record import Instruction, Sample, SourceItem
 from pipeline.stages.llm import LLMStage
 from pipeline.stages.render import RenderStage
 from pipeline.stages.verify import VerifyStage
 from pipeline.templating import TemplateLibrary
-from pipeline.vocabulary import load_au_vocabulary
 
 VOCAB = PROJECT_ROOT / "schemas" / "au_vocabulary.csv"
 CODES = [row["code"] for row in load_au_vocabulary(VOCAB)]
@@ -234,8 +235,8 @@ def test_corpus_text_never_reaches_a_prompt(tmp_path, server, monkeypatch) -> No
 
 
 def test_start_up_checks_fail_before_any_worker(monkeypatch) -> None:
+    from pipeline.builder.plan import check_llm
     from pipeline.config import ConfigError, load_config
-    from pipeline.plan import check_llm
 
     monkeypatch.setenv("FEA_TEST_KEY", KEY)
     config = load_config(overrides=["llm.enabled=true", "llm.api_key_env=FEA_TEST_KEY", "llm.tasks={nope: rewrite}"])

@@ -22,12 +22,12 @@ from s3_server import S3Server
 from test_adapters import affectnet_csv, affectnet_folders, expw, face, fer2013, jsonl_corpus, rafdb  # noqa: F401
 
 from pipeline.config import DecodeConfig
+from pipeline.domain.record import Reject, Sample
 from pipeline.io import storage
 from pipeline.io.build_dir import BuildDir, NotABuild
 from pipeline.io.manifest import Counts, Manifest
 from pipeline.io.publish import publish
 from pipeline.io.storage import files_under, location, prefetch
-from pipeline.record import Reject, Sample
 from pipeline.sources.affectnet import AffectNetSource
 from pipeline.sources.expw import ExpwSource
 from pipeline.sources.fer2013 import Fer2013Source

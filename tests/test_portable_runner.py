@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.build import build
+from pipeline.builder.run import build
 from pipeline.config import load_config
 
 pytestmark = pytest.mark.slow

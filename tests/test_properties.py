@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from pipeline.domain.record import Reject, Sample, SourceItem
+from pipeline.domain.splits import split_for
 from pipeline.io.accounting import AccountingError, account, summarize
 from pipeline.io.schema import arrow_schema
-from pipeline.record import Reject, Sample, SourceItem
-from pipeline.splits import split_for
 from pipeline.stages.base import REJECTS, Stage
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from pipeline.quiet import QUIET_ENV, VERBOSE_ENV, native_output_filtered, quiet_logs
+from pipeline.process.quiet import QUIET_ENV, VERBOSE_ENV, native_output_filtered, quiet_logs
 
 # What MediaPipe, TFLite and absl print while the Face Landmarker loads (copied from a real build).
 NATIVE_NOISE = (
@@ -67,7 +67,7 @@ def test_log_records_of_known_noise_are_dropped_unless_verbose(verbose, quiet_en
         logging.warning("apitools not found, and bigquery client libraries are not available despite the import "
                         "not raising an ImportError.")
         logging.getLogger("apache_beam.runners.worker.sdk_worker_main").warning("Logging handler created.")
-        logging.getLogger("pipeline.build").warning("a warning of ours")
+        logging.getLogger("pipeline.builder.run").warning("a warning of ours")
         assert os.environ[VERBOSE_ENV] == ("1" if verbose else "0")  # what worker processes started later read
     finally:
         root.removeHandler(handler)

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from pipeline.card import front_matter, source_licence, write_dataset_card
 from pipeline.cli import main
 from pipeline.io.manifest import Manifest
-from pipeline.release import front_matter, source_licence, write_dataset_card
 
 ROWS = [  # face_id, split, emotion, au_present, task
     ("f1", "train", "happiness", ["AU6", "AU12"], "fe_recognition"),

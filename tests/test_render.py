@@ -13,8 +13,9 @@ import pytest
 from jinja2.sandbox import SecurityError
 
 from pipeline.config import ConfigError, RenderConfig
+from pipeline.domain.record import Instruction, Reject, Sample, SourceItem
+from pipeline.domain.vocabulary import load_au_vocabulary
 from pipeline.knowledge import packaged
-from pipeline.record import Instruction, Reject, Sample, SourceItem
 from pipeline.stages.render import RenderStage, choose_tasks
 from pipeline.templating import (
     EXAMPLE_CONTEXTS,
@@ -24,7 +25,6 @@ from pipeline.templating import (
     build_context,
     intensity_level,
 )
-from pipeline.vocabulary import load_au_vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"

@@ -9,11 +9,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pipeline.build import build
+from pipeline.builder.run import build
+from pipeline.builder.shard_steps import SaveShard
 from pipeline.config import load_config
 from pipeline.errors import PipelineFailed
 from pipeline.io.build_dir import BuildDir
-from pipeline.shard_steps import SaveShard
 
 pytestmark = pytest.mark.slow
 

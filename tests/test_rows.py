@@ -7,10 +7,10 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.config import SplitConfig
+from pipeline.domain.record import Instruction, Sample, SourceItem
+from pipeline.domain.splits import assign_split
 from pipeline.io.rows import ToRows, instruction_row
 from pipeline.io.schema import arrow_schema
-from pipeline.record import Instruction, Sample, SourceItem
-from pipeline.splits import assign_split
 
 VERSIONS = dict.fromkeys(["detector", "au_model", "templates_version", "pipeline_version", "params_hash"], "v1")
 
@@ -41,9 +41,9 @@ def test_to_rows_equals_instruction_row_in_any_order() -> None:
     a, b, c = face("a"), face("b", subject="p1"), face("c")
     order = [instruction(a, "t1"), instruction(a, "t2"), instruction(b, "t1"), instruction(a, "t3"),
              instruction(c, "t1"), instruction(c, "t2"), instruction(b, "t2")]
-    to_rows = ToRows(split, VERSIONS)
+    to_rows = ToRows(split.ratios, split.seed, VERSIONS)
     rows = [row for inst in order for row in to_rows.process(inst)]
-    expected = [instruction_row(inst, assign_split(inst.sample, split), VERSIONS) for inst in order]
+    expected = [instruction_row(inst, assign_split(inst.sample, split.ratios, split.seed), VERSIONS) for inst in order]
     assert rows == expected
     assert [r["face_id"] for r in rows] == [s.face_id for s in (a, a, b, a, c, c, b)]
     assert len({r["sample_id"] for r in rows}) == len(rows)
@@ -59,12 +59,13 @@ def test_parquet_writer_bounds_row_groups(tmp_path) -> None:
     import pyarrow.parquet as pq
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipeline.build import parquet_writer
+    from pipeline.builder.run import parquet_writer
     from pipeline.config import OutputConfig
 
     schema = arrow_schema("record")
     split = SplitConfig()
-    rows = [row for i in range(300) for row in ToRows(split, VERSIONS).process(instruction(face(f"f{i}"), "t1"))]
+    to_rows = ToRows(split.ratios, split.seed, VERSIONS)
+    rows = [row for i in range(300) for row in to_rows.process(instruction(face(f"f{i}"), "t1"))]
     options = PipelineOptions(["--runner=DirectRunner", "--direct_running_mode=in_memory"])
     with beam.Pipeline(options=options) as p:
         p | beam.Create(rows) | parquet_writer(tmp_path / "train", schema, OutputConfig(row_group_mb=0.02))

@@ -16,15 +16,16 @@ from jinja2.sandbox import SandboxedEnvironment
 from PIL import Image
 
 from pipeline.cli import main
-from pipeline.config import PROJECT_ROOT, RenderConfig
-from pipeline.record import Reject, Sample, SourceItem
+from pipeline.config import RenderConfig
+from pipeline.domain.data import PROJECT_ROOT
+from pipeline.domain.record import Reject, Sample, SourceItem
+from pipeline.domain.vocabulary import load_au_vocabulary
 from pipeline.report import write_report
 from pipeline.sources.base import Source, SourceError
 from pipeline.sources.demo import demo_corpus_dir
 from pipeline.sources.folder_csv import CsvSource
 from pipeline.stages.render import RenderStage
 from pipeline.templating import TemplateError, TemplateLibrary, make_environment
-from pipeline.vocabulary import load_au_vocabulary
 
 TEMPLATES = PROJECT_ROOT / "templates"
 VOCAB_PATH = PROJECT_ROOT / "schemas" / "au_vocabulary.csv"

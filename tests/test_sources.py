@@ -13,8 +13,8 @@ from conftest import assert_reject
 from PIL import Image
 
 from pipeline.config import Config, SourceConfig
+from pipeline.domain.record import Reject, SourceItem
 from pipeline.knowledge import packaged_emotions
-from pipeline.record import Reject, SourceItem
 from pipeline.sources import make_source
 from pipeline.sources.base import SourceError
 from pipeline.sources.demo import DemoSource

@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 
 from pipeline.config import SplitConfig
-from pipeline.record import Sample, SourceItem
-from pipeline.splits import assign_split, grouping_key, split_for
+from pipeline.domain.record import Sample, SourceItem
+from pipeline.domain.splits import assign_split, grouping_key, split_for
 
 RATIOS = {"train": 0.8, "test": 0.2}
 
@@ -77,29 +77,29 @@ def test_subject_ids_are_scoped_to_their_source():
 def test_all_items_of_a_subject_share_one_split():
     cfg = SplitConfig(seed=0, ratios={"train": 0.5, "test": 0.5})
     for subject in (f"person{i}" for i in range(40)):
-        splits = {assign_split(sample(f"{subject}_{n}.jpg", f"sha-{subject}-{n}", subject=subject), cfg)
-                  for n in range(6)}
+        faces = [sample(f"{subject}_{n}.jpg", f"sha-{subject}-{n}", subject=subject) for n in range(6)]
+        splits = {assign_split(face, cfg.ratios, cfg.seed) for face in faces}
         assert len(splits) == 1, subject
     # ...while unrelated images without a subject do spread over both splits.
-    spread = {assign_split(sample(f"{n}.jpg", f"sha{n}"), cfg) for n in range(40)}
+    spread = {assign_split(sample(f"{n}.jpg", f"sha{n}"), cfg.ratios, cfg.seed) for n in range(40)}
     assert spread == {"train", "test"}
 
 
 def test_frames_of_one_video_share_one_split():
     cfg = SplitConfig(seed=0, ratios={"train": 0.5, "test": 0.5})
     for video in range(20):
-        splits = {assign_split(sample(f"v{video}.mp4", f"frame-sha-{video}-{f}", frame=f), cfg)
+        splits = {assign_split(sample(f"v{video}.mp4", f"frame-sha-{video}-{f}", frame=f), cfg.ratios, cfg.seed)
                   for f in range(0, 120, 24)}
         assert len(splits) == 1
 
 
 def test_identical_bytes_share_one_split():
     cfg = SplitConfig(seed=0, ratios={"train": 0.5, "test": 0.5})
-    splits = {assign_split(sample(f"copy{n}.jpg", "same-sha"), cfg) for n in range(10)}
+    splits = {assign_split(sample(f"copy{n}.jpg", "same-sha"), cfg.ratios, cfg.seed) for n in range(10)}
     assert len(splits) == 1
 
 
 def test_official_split_wins():
     cfg = SplitConfig(seed=0, ratios={"train": 1.0, "test": 0.0})
-    assert assign_split(sample("a.jpg", "sha", subject="p", split="validation"), cfg) == "validation"
-    assert assign_split(sample("a.jpg", "sha", subject="p"), cfg) == "train"
+    assert assign_split(sample("a.jpg", "sha", subject="p", split="validation"), cfg.ratios, cfg.seed) == "validation"
+    assert assign_split(sample("a.jpg", "sha", subject="p"), cfg.ratios, cfg.seed) == "train"

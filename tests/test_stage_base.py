@@ -14,9 +14,9 @@ import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 import pipeline.stages
+from pipeline.builder.shard_steps import OnShard, ShardWork
+from pipeline.domain.record import Reject, Sample, SourceItem
 from pipeline.io.shards import Shard
-from pipeline.record import Reject, Sample, SourceItem
-from pipeline.shard_steps import OnShard, ShardWork
 from pipeline.stages.base import REJECTS, BatchStage, Stage
 from pipeline.stages.blendshapes_torch import TorchBlendshapesStage
 from pipeline.stages.landmarks_fan import FanLandmarksStage

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from conftest import TEMPLATE_FILE, only, run_stage
 
+from pipeline.builder.plan import check_fields, plan
+from pipeline.builder.step import Step
 from pipeline.config import AlignConfig, ConfigError, DecodeConfig, DetectConfig, SynergyConfig, load_config
+from pipeline.domain.record import Sample
 from pipeline.knowledge import packaged
-from pipeline.plan import check_fields, plan
-from pipeline.record import Sample
 from pipeline.stages.align import AlignStage
 from pipeline.stages.au import AUStage
 from pipeline.stages.decode import DecodeStage
@@ -19,7 +20,6 @@ from pipeline.stages.detect import DetectStage
 from pipeline.stages.fingerprint import FingerprintStage
 from pipeline.stages.measure import MeasureStage
 from pipeline.stages.synergy import SynergyStage
-from pipeline.step import Step
 
 
 def steps(knowledge, landmarker_stage) -> dict[str, Step]:
@@ -58,7 +58,7 @@ def test_a_misordered_step_is_a_clear_error_before_anything_runs(landmarker_stag
 def test_stages_write_and_drop_what_they_declare(landmarker_stage, demo_dir) -> None:
     """A real face through the image stages in order: after each, its declared writes hold values and its
     declared drops are gone."""
-    from pipeline.record import SourceItem
+    from pipeline.domain.record import SourceItem
 
     element = SourceItem("test", "single_face.jpg", str(demo_dir / "single_face.jpg"), emotion="happiness")
     for step in steps(packaged(), landmarker_stage).values():

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 
 from pipeline.config import RenderConfig, SynergyConfig
+from pipeline.domain.record import Instruction, Sample, SourceItem
+from pipeline.domain.vocabulary import load_au_vocabulary
 from pipeline.knowledge import packaged
-from pipeline.record import Instruction, Sample, SourceItem
 from pipeline.stages.render import RenderStage
 from pipeline.stages.synergy import Prototypes, SynergyStage
 from pipeline.templating import EXAMPLE_CONTEXTS, IMAGE_TOKEN, TemplateError, TemplateLibrary, build_context
-from pipeline.vocabulary import load_au_vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"

@@ -285,7 +285,7 @@ def test_trainer_does_not_import_the_stages() -> None:
                 seen.add(module)
                 todo += _pipeline_imports(module)
     assert "pipeline.io.build_dir" in seen and "pipeline.train.loop" in seen
-    bad = sorted(m for m in seen if m.startswith("pipeline.stages") or m == "pipeline.build")
+    bad = sorted(m for m in seen if m.startswith("pipeline.stages") or m == "pipeline.builder.run")
     assert not bad, bad
 
 

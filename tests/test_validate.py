@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipeline.config import PROJECT_ROOT
+from pipeline.domain.data import PROJECT_ROOT
 from pipeline.validate import validate_build
 
 SCHEMAS = PROJECT_ROOT / "schemas"
@@ -263,7 +263,7 @@ def test_label_tasks_need_emotion_and_mixed_cues_needs_a_conflict(tmp_path: Path
 
 def test_suite_process_gives_the_same_report(valid_build: Path, tmp_path: Path) -> None:
     """The GX suite run in a separate process (as `fea build` does) reports exactly what it reports here."""
-    from pipeline.warm_process import suite_process
+    from pipeline.process.warm_process import suite_process
 
     here = validate_build(valid_build, SUITE, report_dir=tmp_path / "here")
     with suite_process() as executor:

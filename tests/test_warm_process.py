@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.warm_process import WarmProcess
+from pipeline.process.warm_process import WarmProcess
 
 
 def test_results_exceptions_and_preloaded_modules() -> None:
@@ -43,7 +43,7 @@ def test_a_script_without_main_guard_is_not_run_again(tmp_path: Path) -> None:
     script.write_text(
         "from pathlib import Path\n"
         f"p = Path({str(marker)!r}); p.write_text(p.read_text() + 'x' if p.exists() else 'x')\n"
-        "from pipeline.warm_process import WarmProcess\n"
+        "from pipeline.process.warm_process import WarmProcess\n"
         "with WarmProcess() as h:\n"
         "    print(h.submit(abs, -3).result(timeout=60))\n"
     )

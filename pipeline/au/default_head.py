@@ -87,8 +87,8 @@ def derive(spec: dict[str, Any], faces: FaceTable, codes: list[str]) -> AUHead:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from pipeline.config import data_file
-    from pipeline.vocabulary import load_au_vocabulary
+    from pipeline.domain.data import data_file
+    from pipeline.domain.vocabulary import load_au_vocabulary
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("reference", nargs="+", type=Path, help="builds of the reference population")

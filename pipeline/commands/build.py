@@ -66,7 +66,7 @@ def config_from(args):
 
 
 def cmd_build(args) -> int:
-    from pipeline.warm_process import suite_process
+    from pipeline.process.warm_process import suite_process
 
     with contextlib.ExitStack() as stack:
         # Started before the imports below (Beam alone takes ~2 s): Great Expectations then loads on the
@@ -77,7 +77,7 @@ def cmd_build(args) -> int:
 
 def _build_with(args, suite_executor) -> int:
     config = config_from(args)  # a params error is reported before Beam is imported (~1.5 s)
-    from pipeline.build import ValidationFailed, build
+    from pipeline.builder.run import ValidationFailed, build
 
     try:
         result = build(config, progress=not args.no_progress, validate=not args.no_validate,

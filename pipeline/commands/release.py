@@ -35,8 +35,8 @@ def print_validation(report) -> None:
 def cmd_validate(args) -> int:
     from pipeline.config import load_config
     from pipeline.knowledge import Knowledge
+    from pipeline.process.warm_process import suite_process
     from pipeline.validate import validate_build
-    from pipeline.warm_process import suite_process
 
     config = load_config(args.params)
     knowledge = Knowledge.load(config)  # the vocabularies the answers are re-verified with, as the build's

@@ -8,9 +8,8 @@ from typing import Any
 
 import apache_beam as beam
 
-from pipeline.config import SplitConfig
-from pipeline.record import Instruction, Reject, Sample
-from pipeline.splits import assign_split
+from pipeline.domain.record import Instruction, Reject, Sample
+from pipeline.domain.splits import assign_split
 
 
 def _round(values, digits: int = 2) -> list:
@@ -97,8 +96,9 @@ class ToRows(beam.DoFn):
     """Instruction -> output row, with its split. The rows of one face arrive one after the other, so the
     face's shared columns are computed once and reused for its next rows (a one-entry cache)."""
 
-    def __init__(self, split_cfg: SplitConfig, versions: dict[str, str]) -> None:
-        self.split_cfg = split_cfg
+    def __init__(self, split_ratios: dict[str, float], split_seed: int, versions: dict[str, str]) -> None:
+        self.split_ratios = split_ratios
+        self.split_seed = split_seed
         self.versions = versions
         self._last: tuple[Sample | None, dict[str, Any]] = (None, {})
 
@@ -107,7 +107,8 @@ class ToRows(beam.DoFn):
         if last[0] is inst.sample:
             face = last[1]
         else:
-            face = face_columns(inst.sample, assign_split(inst.sample, self.split_cfg), self.versions)
+            split = assign_split(inst.sample, self.split_ratios, self.split_seed)
+            face = face_columns(inst.sample, split, self.versions)
             self._last = (inst.sample, face)
         yield {**face, **instruction_columns(inst)}
 

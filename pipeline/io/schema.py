@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline.config import data_file
+from pipeline.domain.data import data_file
 
 
 @cache

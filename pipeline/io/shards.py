@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pipeline.domain.record import Reject, Sample, SourceItem
 from pipeline.io.storage import files_under, location
-from pipeline.record import Reject, Sample, SourceItem
 
 
 @dataclass(frozen=True)

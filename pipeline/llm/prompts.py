@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.record import Sample
+from pipeline.domain.record import Sample
 from pipeline.templating import TemplateError, intensity_level, make_environment
 
 MODES = ("rewrite", "reason")

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.config import data_file
+from pipeline.domain.data import data_file
 from pipeline.models.files import ModelFile, ModelFileError, resolve_model
 from pipeline.models.tflite_weights import read_tflite_tensors
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from pipeline.config import data_file
+from pipeline.domain.data import data_file
 
 REGISTRY = data_file("models.json")
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.models.files import ModelFile, resolve_model
-from pipeline.quiet import native_output_filtered
+from pipeline.process.quiet import native_output_filtered
 
 log = logging.getLogger(__name__)
 

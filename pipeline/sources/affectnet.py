@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.record import Reject, SourceItem
+from pipeline.domain.record import Reject, SourceItem
 from pipeline.sources.base import Source, SourceError, corpus_root
 from pipeline.sources.labels import corpus_label_map
 

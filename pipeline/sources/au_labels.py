@@ -13,7 +13,7 @@ import re
 from functools import cache
 from pathlib import Path
 
-from pipeline.config import data_file
+from pipeline.domain.data import data_file
 from pipeline.sources.base import SourceError
 
 CORPUS_AU_FILE = data_file("corpus_au.json")

@@ -8,8 +8,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pipeline.domain.record import Reject, SourceItem
 from pipeline.io.storage import is_remote, local_file
-from pipeline.record import Reject, SourceItem
 
 READ_STAGE = "read"
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}

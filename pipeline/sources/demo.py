@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.record import Reject, SourceItem
+from pipeline.domain.record import Reject, SourceItem
 from pipeline.sources.base import VIDEO_SUFFIXES, Source, SourceError, video_frame_items
 from pipeline.sources.labels import canonical_emotion
 

@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.record import Reject, SourceItem
+from pipeline.domain.record import Reject, SourceItem
 from pipeline.sources.au_labels import annotated_aus, read_frame_file
 from pipeline.sources.base import Source, SourceError, corpus_root
 from pipeline.sources.frames import FrameSampling, video_info

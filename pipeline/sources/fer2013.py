@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.record import Reject, SourceItem
+from pipeline.domain.record import Reject, SourceItem
 from pipeline.sources.base import Source, SourceError, corpus_root
 from pipeline.sources.labels import corpus_label_map
 

@@ -24,7 +24,7 @@ import csv
 import re
 from collections.abc import Iterator
 
-from pipeline.record import Reject, SourceItem
+from pipeline.domain.record import Reject, SourceItem
 from pipeline.sources.au_labels import annotated_option, parse_au_list
 from pipeline.sources.base import VIDEO_SUFFIXES, Source, SourceError, valid_split_name, video_frame_items
 from pipeline.sources.labels import canonical_emotion

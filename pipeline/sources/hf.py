@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pipeline.domain.record import Reject, SourceItem
 from pipeline.io import storage
-from pipeline.record import Reject, SourceItem
 from pipeline.sources.base import Source, SourceError, official_split
 from pipeline.sources.labels import canonical_emotion
 

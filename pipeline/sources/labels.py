@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from functools import cache
 
-from pipeline.config import data_file
+from pipeline.domain.data import data_file
 from pipeline.knowledge import packaged_emotions
 from pipeline.sources.base import SourceError
 

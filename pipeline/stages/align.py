@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import AlignConfig
-from pipeline.record import Sample
+from pipeline.domain.record import Sample
 from pipeline.stages.base import Stage
 
 # Face-mesh indices of the five points, in image order for a frontal face:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from pipeline.au.head import AUHead
-from pipeline.record import Sample
+from pipeline.domain.record import Sample
 from pipeline.stages.base import Stage
 
 

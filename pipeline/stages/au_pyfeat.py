@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from pipeline.domain.record import Sample
 from pipeline.errors import describe
-from pipeline.record import Sample
 from pipeline.stages.au import merge_corpus_aus
 from pipeline.stages.base import ModelStage
 

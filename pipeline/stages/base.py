@@ -18,8 +18,8 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from pipeline.domain.record import Instruction, Reject, Sample, SourceItem
 from pipeline.errors import describe
-from pipeline.record import Instruction, Reject, Sample, SourceItem
 
 REJECTS = "rejects"
 
@@ -41,7 +41,7 @@ class Stage(beam.DoFn):
 
     A stage over samples also declares its contract, the `Sample` fields it `reads`, `writes` and `drops` (sets
     to None, freeing memory): the plan checks the order of its steps against them before any worker starts
-    (`pipeline.plan.check_fields`), and tests/test_stage_contracts.py holds each stage to its declaration."""
+    (`pipeline.builder.plan.check_fields`), and tests/test_stage_contracts.py holds each stage to its declaration."""
 
     name = "stage"
     reasons: tuple[str, ...] = ()
@@ -98,7 +98,7 @@ class Stage(beam.DoFn):
 
 class BatchStage(Stage):
     """A stage over batches: Beam hands `process` a list (from `beam.BatchElements`, or a shard's batch in
-    `pipeline.shard_steps.OnShard`); `run_batch` returns one list of outputs per element, in order.
+    `pipeline.builder.shard_steps.OnShard`); `run_batch` returns one list of outputs per element, in order.
 
     RunInference-style: the model is loaded once per worker in `setup`; the guarantee holds per element, and a
     batch that fails as a whole (or returns the wrong number of results) is one reject per element."""

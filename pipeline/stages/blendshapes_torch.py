@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipeline.record import Sample
+from pipeline.domain.record import Sample
 from pipeline.stages.base import ModelStage
 
 if TYPE_CHECKING:

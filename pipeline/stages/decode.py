@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.config import DecodeConfig
+from pipeline.domain.record import Sample, SourceItem
 from pipeline.io import storage
-from pipeline.record import Sample, SourceItem
 from pipeline.stages.base import Stage
 
 

@@ -38,7 +38,7 @@ import numpy as np
 from apache_beam.metrics import Metrics
 
 from pipeline.config import DedupConfig, FaceCheckConfig
-from pipeline.record import Sample
+from pipeline.domain.record import Sample
 from pipeline.stages.base import REJECTS, Stage
 from pipeline.stages.fingerprint import Fingerprint
 

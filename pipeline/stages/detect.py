@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from pipeline import affinity
 from pipeline.config import FIRST_ATTEMPT, DetectAttempt, DetectConfig
+from pipeline.domain.record import Sample
 from pipeline.models.landmarker import DetectedFace, FaceLandmarker
-from pipeline.record import Sample
+from pipeline.process import affinity
 from pipeline.stages.base import ModelStage, Stage
 
 if TYPE_CHECKING:

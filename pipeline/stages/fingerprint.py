@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import DedupConfig
-from pipeline.record import Sample
+from pipeline.domain.record import Sample
 from pipeline.stages.base import Stage
 
 HASH_GRID = 32  # side of the grey thumbnail whose DCT the hash reads

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import LLMConfig
+from pipeline.domain.record import Instruction
 from pipeline.errors import LLMStopped
 from pipeline.knowledge import Knowledge
 from pipeline.llm.batch import request_line
@@ -27,7 +28,6 @@ from pipeline.llm.budget import TokenBudget
 from pipeline.llm.cache import ResponseCache, request_key
 from pipeline.llm.client import ChatClient, Completion, LLMFailure
 from pipeline.llm.prompts import PromptBook, labels_of, request_body
-from pipeline.record import Instruction
 from pipeline.stages.base import BatchStage
 from pipeline.templating import IMAGE_TOKEN
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from pipeline.au.measures import MeshMeasures
-from pipeline.record import Sample
+from pipeline.domain.record import Sample
 from pipeline.stages.base import Stage
 
 

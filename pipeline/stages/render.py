@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from pipeline.config import RenderConfig
-from pipeline.record import Instruction, Sample
+from pipeline.domain.record import Instruction, Sample
 from pipeline.stages.base import Stage
 from pipeline.templating import TemplateLibrary, build_context
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from pipeline.config import SynergyConfig
+from pipeline.domain.record import Sample
 from pipeline.knowledge import Prototypes
-from pipeline.record import Sample
 from pipeline.stages.base import Stage
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from pipeline.domain.record import Instruction
 from pipeline.grounding import disagreements
 from pipeline.knowledge import Knowledge
-from pipeline.record import Instruction
 from pipeline.stages.base import Stage
 
 

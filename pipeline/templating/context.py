@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.domain.record import Sample, SourceItem
 from pipeline.knowledge import Knowledge, packaged
-from pipeline.record import Sample, SourceItem
 from pipeline.templating import question_subjects
 
 # Level words for intensity bins 1..5 of the 0-5 AU scale (FACS A..E).

@@ -22,15 +22,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.config import data_file
-from pipeline.dataset_checks import Check
+from pipeline.domain.data import data_file
 from pipeline.io.build_dir import BuildDir
 from pipeline.io.storage import is_remote
+from pipeline.process.warm_process import WarmProcess
 from pipeline.validate import project
+from pipeline.validate.dataset_checks import Check
 from pipeline.validate.read import BuildReadError, Rows, load_manifest, read_rows
 from pipeline.validate.report import ValidationReport, write_outputs
 from pipeline.validate.suite import collect_suite, suite_checks
-from pipeline.warm_process import WarmProcess
 
 if TYPE_CHECKING:
     from pipeline.knowledge import Knowledge

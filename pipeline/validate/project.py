@@ -3,7 +3,7 @@
 Over the rows: the Arrow schema against the record features (record.features.json), complete shard sets, the image
 sample, faces and subjects each in one split, AU lists and vectors against the manifest's vocabulary,
 corpus AU labels, answers grounded in the labels, duplicates and vanishing classes
-(`pipeline.dataset_checks`). Over the manifest: counts that add up, rows and rejects as written.
+(`pipeline.validate.dataset_checks`). Over the manifest: counts that add up, rows and rejects as written.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pyarrow as pa
 
-from pipeline import dataset_checks as dc
-from pipeline.dataset_checks import Check, clip
 from pipeline.io.build_dir import SHARD_NAME, BuildDir
 from pipeline.io.manifest import Manifest
+from pipeline.validate import dataset_checks as dc
+from pipeline.validate.dataset_checks import Check, clip
 from pipeline.validate.read import Rows
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def row_checks(rows: Rows, manifest: Manifest | None, features_path: Path) -> li
 
 def release_checks(frame: pd.DataFrame, manifest: Manifest | None, max_duplicate_rate: float, min_class_ratio: float,
                    reverify_rows: int | None = None, knowledge: Knowledge | None = None) -> list[Check]:
-    """What a trainer relies on (pipeline.dataset_checks), details clipped for the report. `knowledge`: the
+    """What a trainer relies on (pipeline.validate.dataset_checks), details clipped for the report. `knowledge`: the
     vocabularies and lexicon the answers were verified with (None: the packaged ones)."""
     if not RELEASE_COLUMNS <= set(frame.columns):
         return [Check("release_checks", False, f"missing columns {sorted(RELEASE_COLUMNS - set(frame.columns))}")]

@@ -15,9 +15,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.dataset_checks import Check
 from pipeline.io.build_dir import BuildDir, ManifestError, NotABuild, shard_split
 from pipeline.io.manifest import Manifest
+from pipeline.validate.dataset_checks import Check
 from pipeline.validate.derive import derive
 
 COUNT_KEYS = ("inputs", "accepted_inputs", "rejected_inputs", "rows")

@@ -14,9 +14,9 @@ from typing import Any
 
 import jinja2
 
-from pipeline.dataset_checks import Check
 from pipeline.io.build_dir import BuildDir
 from pipeline.io.storage import make_dirs
+from pipeline.validate.dataset_checks import Check
 
 TEMPLATE = "report.html.j2"
 

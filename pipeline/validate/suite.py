@@ -1,7 +1,7 @@
 """The Great Expectations suite over a build's rows: one check per expectation.
 
 The suite (the packaged expectation suite, fea_record_suite.json) runs in an ephemeral GX context, nothing is
-written to a GX project. A build runs it in a helper process (`pipeline.warm_process.suite_process`)
+written to a GX project. A build runs it in a helper process (`pipeline.process.warm_process.suite_process`)
 on its own read of the rows, while the project checks run in the calling process.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.dataset_checks import Check, clip
 from pipeline.io.build_dir import BuildDir
+from pipeline.validate.dataset_checks import Check, clip
 from pipeline.validate.read import BuildReadError, read_rows
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ then runs functions sent to it: a one-worker executor (`submit(fn, *args) -> Fut
 A build starts one for validation (`suite_process`): Great Expectations takes ~4.5 s of CPU to
 import, which the helper spends on the core the driver's own start-up leaves idle (`fea build` starts
 it before importing Beam); after the pipeline, the suite runs there in parallel with the project
-checks. Leaving the block kills the helper. It is a plain `python -m pipeline.warm_process`
+checks. Leaving the block kills the helper. It is a plain `python -m pipeline.process.warm_process`
 subprocess, not multiprocessing: a spawned multiprocessing child re-runs the caller's main module,
 which would start a second build from a user's script that lacks a `__main__` guard.
 
@@ -36,7 +36,7 @@ class WarmProcess:
 
     def __enter__(self) -> WarmProcess:
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.warm_process", *self.preload],
+            [sys.executable, "-m", "pipeline.process.warm_process", *self.preload],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, **self.env},
         )
         return self

@@ -5,7 +5,7 @@ and the summary. It comes these ways, and is stopped where it starts:
 
 - Python log records of other libraries (Beam's "apitools not found" whenever it is imported, a Beam
   worker's "Logging handler created"): a filter on the log handlers (`quiet_logs`), in the `fea` process
-  and in each Beam worker process (`pipeline.beam_worker` sets it up before Beam loads).
+  and in each Beam worker process (`pipeline.process.beam_worker` sets it up before Beam loads).
 - Native (C++) lines that MediaPipe's absl and TFLite logging write straight to file descriptor 2 while
   the Face Landmarker loads ("Logging before InitGoogle", XNNPACK delegate, inference_feedback_manager).
   No environment variable turns these off in mediapipe >= 0.10.30 (GLOG_minloglevel, TF_CPP_MIN_LOG_LEVEL

@@ -14,12 +14,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.affinity import pin_scope, worker_owns_process
-from pipeline.backends.base import Backend
+from pipeline.builder.backends.base import Backend
+from pipeline.builder.step import Step
 from pipeline.models.files import resolve_model, resolve_weights
+from pipeline.process.affinity import pin_scope, worker_owns_process
 from pipeline.stages.detect import DetectStage, TorchDetectStage
 from pipeline.stages.landmarks_fan import FanLandmarksStage
-from pipeline.step import Step
 
 if TYPE_CHECKING:
     from pipeline.config import Config

@@ -1,12 +1,12 @@
 """The Beam pipeline: sources -> the plan's steps -> Parquet, rejects and manifest. Wiring only.
 
 What a build does is decided elsewhere: the knowledge it applies (`pipeline.knowledge`), its steps and the
-backends behind them (`pipeline.plan`, `pipeline.backends`), its manifest (`pipeline.build_manifest`), the
-runner (`pipeline.runner`) and the end of a build (`pipeline.publishing`). A build writes into `<out>.partial`
-(a folder, or a prefix on object storage) and is published to `<out>` only once its manifest adds up and it
-passed validation, so a reader never sees a half-written build (`pipeline.io.publish`). Its image work runs in
-shards that leave completion markers, so a build that stopped reruns only its unfinished shards
-(`pipeline.io.shards`).
+backends behind them (`pipeline.builder.plan`, `pipeline.builder.backends`), its manifest
+(`pipeline.builder.manifest`), the runner (`pipeline.builder.runner`) and the end of a build
+(`pipeline.builder.finish`). A build writes into `<out>.partial` (a folder, or a prefix on object storage) and
+is published to `<out>` only once its manifest adds up and it passed validation, so a reader never sees a
+half-written build (`pipeline.io.publish`). Its image work runs in shards that leave completion markers, so a
+build that stopped reruns only its unfinished shards (`pipeline.io.shards`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,14 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.io.parquetio import WriteToParquet
 
-from pipeline.build_manifest import build_manifest
+from pipeline.builder.finish import ValidationFailed, finish
+from pipeline.builder.manifest import build_manifest
+from pipeline.builder.plan import Plan, plan
+from pipeline.builder.runner import new_pipeline, run, stage_counters
+from pipeline.builder.shard_steps import LoadShard, ReadShard, SaveShard, on_shards
 from pipeline.config import Config, OutputConfig
+from pipeline.domain.record import Reject, SourceItem
+from pipeline.domain.splits import unit_hash
 from pipeline.io.accounting import summarize
 from pipeline.io.build_dir import BuildDir
 from pipeline.io.manifest import Manifest, Resume
@@ -36,15 +42,9 @@ from pipeline.io.shards import Shard, ShardStore, plan_shards
 from pipeline.io.storage import make_dirs
 from pipeline.knowledge import Knowledge
 from pipeline.llm.summary import summarize_llm
-from pipeline.plan import Plan, plan
-from pipeline.publishing import ValidationFailed, finish
-from pipeline.record import Reject, SourceItem
-from pipeline.runner import new_pipeline, run, stage_counters
-from pipeline.shard_steps import LoadShard, ReadShard, SaveShard, on_shards
+from pipeline.process.warm_process import WarmProcess, suite_process
 from pipeline.sources import make_source
-from pipeline.splits import unit_hash
 from pipeline.stages.base import REJECTS
-from pipeline.warm_process import WarmProcess, suite_process
 
 __all__ = ["BuildResult", "ValidationFailed", "build", "enumerate_inputs", "parquet_writer"]
 
@@ -98,7 +98,7 @@ def build(config: Config, progress: bool = True, validate: bool = True,
     """Run the pipeline, check the accounting, validate (unless told not to) and publish.
 
     Great Expectations loads in a helper process while the pipeline runs, then runs the suite there in
-    parallel with the project checks (`pipeline.warm_process.suite_process`). A caller that has started
+    parallel with the project checks (`pipeline.process.warm_process.suite_process`). A caller that has started
     that helper already (`fea build` does, before its own imports) passes it as `suite_executor`."""
     with contextlib.ExitStack() as stack:
         if validate and suite_executor is None:
@@ -195,7 +195,7 @@ def wire(p: beam.Pipeline, config: Config, build_plan: Plan, shards: Shards, rea
     elements = (fresh.ok, again.ok) | "Faces" >> beam.Flatten()
     for step in build_plan.faces:
         elements = step.apply(elements, stage_rejects)
-    rows = elements | "ToRows" >> beam.ParDo(ToRows(config.split, build_plan.versions))
+    rows = elements | "ToRows" >> beam.ParDo(ToRows(config.split.ratios, config.split.seed, build_plan.versions))
     by_split = rows | "BySplit" >> beam.Partition(lambda row, _n: splits.index(row["split"]), len(splits))
     for name, part in zip(splits, by_split, strict=True):
         part | f"Write[{name}]" >> parquet_writer(staging.data_dir / name, arrow_schema("record"), config.output)

@@ -1,18 +1,18 @@
 """A Beam worker process of a multi-processing build: Beam's own SDK harness (`sdk_worker_main`), with
-`pipeline.quiet`'s log filter set up before Beam is imported, so the worker's start-up lines ("apitools
-not found", "Logging handler created") do not reach the user. `pipeline.build` starts workers with it."""
+`pipeline.process.quiet`'s log filter set up before Beam is imported, so the worker's start-up lines ("apitools
+not found", "Logging handler created") do not reach the user. `pipeline.builder.run` starts workers with it."""
 
 from __future__ import annotations
 
 import shlex
 import sys
 
-from pipeline.quiet import quiet_logs
+from pipeline.process.quiet import quiet_logs
 
 
 def command() -> str:
     """The shell command that starts one worker (Beam runs it with `shell=True`)."""
-    return f"{shlex.quote(sys.executable)} -m pipeline.beam_worker"
+    return f"{shlex.quote(sys.executable)} -m pipeline.process.beam_worker"
 
 
 def main() -> None:

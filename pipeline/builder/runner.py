@@ -12,11 +12,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import fn_runner
 from apache_beam.transforms import environments
 
-from pipeline import beam_worker
+from pipeline.builder.progress import ProgressDisplay
 from pipeline.config import Config
 from pipeline.errors import LLMStopped, PipelineFailed, describe
 from pipeline.io.build_dir import BuildDir
-from pipeline.progress import ProgressDisplay
+from pipeline.process import beam_worker
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def pipeline_runner(config: Config, options: PipelineOptions) -> QuietWorkersRun
 
 
 class QuietWorkersRunner(fn_runner.FnApiRunner):
-    """Beam's FnApiRunner whose worker processes start with `pipeline.beam_worker` (Beam's harness with
+    """Beam's FnApiRunner whose worker processes start with `pipeline.process.beam_worker` (Beam's harness with
     quiet start-up logs) instead of Beam's own `sdk_worker_main`. FnApiRunner.run_pipeline() sets the
     worker environment from `direct_running_mode`, so the command is swapped where that attribute is set."""
 

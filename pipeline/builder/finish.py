@@ -7,14 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pipeline.card import write_dataset_card
 from pipeline.config import Config
 from pipeline.io.build_dir import BuildDir
 from pipeline.io.manifest import Manifest
 from pipeline.io.publish import publish
 from pipeline.knowledge import Knowledge
-from pipeline.release import write_dataset_card
+from pipeline.process.warm_process import WarmProcess
 from pipeline.validate import validate_build
-from pipeline.warm_process import WarmProcess
 
 
 class ValidationFailed(RuntimeError):

@@ -1,12 +1,12 @@
 """The build's plan: the ordered steps a build applies, made from the config and the knowledge.
 
 `plan(config, knowledge, scratch)` decides, in the driver and before any worker starts, all that can be
-decided there: which backends find landmarks and measure AUs (`pipeline.backends`), the template library
+decided there: which backends find landmarks and measure AUs (`pipeline.builder.backends`), the template library
 (built once, here) and whether `render.mix` names real templates, whether the LLM stage can work, and the
 versions every row carries. A config that cannot work fails here with a clear error.
 
 Two lists of steps, each in the order it runs:
-- `image`: decode to synergy, per shard of inputs (`pipeline.shard_steps.on_shards`), so that a build that
+- `image`: decode to synergy, per shard of inputs (`pipeline.builder.shard_steps.on_shards`), so that a build that
   stopped reruns only its unfinished shards;
 - `faces`: dedup, render, the optional LLM, verify, over all faces of the build (`Step.apply`).
 """
@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline import __version__
-from pipeline.backends import Backend, au_backend, landmark_backend
+from pipeline.builder.backends import Backend, au_backend, landmark_backend
+from pipeline.builder.step import Step
 from pipeline.config import Config, ConfigError
 from pipeline.knowledge import Knowledge
 from pipeline.llm.summary import BATCH_DIR, BUDGET_LEDGER
@@ -32,7 +33,6 @@ from pipeline.stages.measure import MeasureStage
 from pipeline.stages.render import RenderStage
 from pipeline.stages.synergy import SynergyStage
 from pipeline.stages.verify import VerifyStage
-from pipeline.step import Step
 from pipeline.templating import TemplateLibrary
 
 if TYPE_CHECKING:

@@ -2,7 +2,7 @@
 
 `batch_size` makes it a batched step (a `BatchStage` handed lists of at most that many elements), and
 `accelerator` is the Beam resource hint of the step (the AU backend's GPU on a runner that honours hints).
-Over the image work a step runs inside shards (`pipeline.shard_steps.on_shards`); over all faces `apply`
+Over the image work a step runs inside shards (`pipeline.builder.shard_steps.on_shards`); over all faces `apply`
 adds it to the graph.
 """
 

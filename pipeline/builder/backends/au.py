@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pipeline.au.head import INTENSITY_SCALE
-from pipeline.backends.base import Backend
+from pipeline.builder.backends.base import Backend
+from pipeline.builder.step import Step
 from pipeline.models.files import resolve_weights
 from pipeline.stages.au import AUStage
 from pipeline.stages.au_pyfeat import PyFeatAUMapping, PyFeatAUStage
 from pipeline.stages.blendshapes_torch import TorchBlendshapesStage
-from pipeline.step import Step
 
 if TYPE_CHECKING:
     from pipeline.config import Config

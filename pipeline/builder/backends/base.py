@@ -1,12 +1,12 @@
-"""What a landmark or AU backend adds to a build (the registry is the package, `pipeline.backends`)."""
+"""What a landmark or AU backend adds to a build (the registry is the package, `pipeline.builder.backends`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.builder.step import Step
 from pipeline.models.files import ModelFile
-from pipeline.step import Step
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ The element between these steps is a `ShardWork`: a shard and what has become of
 * `OnShard([Blendshapes], batch_size=64)`: one batched model stage (RunInference-style) over the shard's
   elements in batches; the step can carry a resource hint (an accelerator) of its own.
 
-`on_shards` makes these Beam steps from the plan's image steps (`pipeline.plan`).
+`on_shards` makes these Beam steps from the plan's image steps (`pipeline.builder.plan`).
 
 Every stage keeps its own counters and reject reasons (it runs through its own `process`), so the
 accounting guarantee of `pipeline.stages.base` holds as before. `SaveShard` writes the outcome and the
@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from pipeline.builder.progress import ProgressFile
+from pipeline.domain.record import Reject
 from pipeline.io.shards import Shard, ShardStore
 from pipeline.io.storage import is_url, prefetch
-from pipeline.progress import ProgressFile
-from pipeline.record import Reject
 from pipeline.stages.base import REJECTS
 
 if TYPE_CHECKING:
-    from pipeline.step import Step
+    from pipeline.builder.step import Step
 
 
 @dataclass

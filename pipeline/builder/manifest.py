@@ -7,12 +7,12 @@ import time
 from collections import Counter
 from typing import Any
 
+from pipeline.builder.plan import Plan
 from pipeline.config import Config
+from pipeline.domain.record import SourceItem
 from pipeline.io.manifest import Counts, Manifest
 from pipeline.io.schema import schema_version
 from pipeline.knowledge import Knowledge
-from pipeline.plan import Plan
-from pipeline.record import SourceItem
 
 
 def build_manifest(config: Config, knowledge: Knowledge, plan: Plan, items: list[SourceItem],

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipeline.backends.au import head_backend, pyfeat_backend, torch_blendshapes_backend
-from pipeline.backends.base import Backend
-from pipeline.backends.landmarks import auto_backend, face_alignment_backend, mediapipe_backend, torch_backend
+from pipeline.builder.backends.au import head_backend, pyfeat_backend, torch_blendshapes_backend
+from pipeline.builder.backends.base import Backend
+from pipeline.builder.backends.landmarks import auto_backend, face_alignment_backend, mediapipe_backend, torch_backend
 from pipeline.config import Config, ConfigError
 from pipeline.knowledge import Knowledge
 

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from pipeline.au.accuracy import ACCURACY_COLUMNS, LEVELS_NOTE, accuracy_cells, head_summary_lines
-from pipeline.config import DATA_DIR, data_file
+from pipeline.domain.data import DATA_DIR, data_file
 from pipeline.io.build_dir import BuildDir
 from pipeline.io.manifest import Manifest
 from pipeline.knowledge import packaged_emotions

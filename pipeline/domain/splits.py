@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from pipeline.config import SplitConfig
-from pipeline.record import Sample
+from pipeline.domain.record import Sample
 
 
 def unit_hash(key: str) -> float:
@@ -35,6 +34,6 @@ def grouping_key(sample: Sample) -> str:
     return f"image:{sample.image_sha256}"
 
 
-def assign_split(sample: Sample, cfg: SplitConfig) -> str:
-    """The corpus' official split wins; otherwise the hashed split of the grouping key."""
-    return sample.item.split or split_for(grouping_key(sample), cfg.ratios, cfg.seed)
+def assign_split(sample: Sample, ratios: dict[str, float], seed: int) -> str:
+    """The corpus' official split wins; otherwise the hashed split of the grouping key (params `split`)."""
+    return sample.item.split or split_for(grouping_key(sample), ratios, seed)
