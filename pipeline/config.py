@@ -8,16 +8,35 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from pipeline.domain.data import PROJECT_ROOT
 from pipeline.io import storage
 
 DEFAULT_PARAMS = PROJECT_ROOT / "params.yaml"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every file and folder a build reads or writes, resolved once (`Config.paths`): local paths absolute,
+    URLs as UPaths. Knowledge, plan, backends, sources and the end of a build take their locations from here."""
+
+    au_vocabulary: Path
+    au_measures: Path
+    au_head: Path
+    au_pyfeat_mapping: Path
+    prototypes: Path
+    templates_dir: Path
+    llm_prompts: Path
+    llm_cache_dir: Path
+    output_dir: Path
+    validation_suite: Path
+    sources: tuple[Path | None, ...]  # per `Config.sources` entry, None for one without a folder
 
 
 class ConfigError(ValueError):
@@ -356,6 +375,27 @@ class Config(Section):
     # Where relative paths that the build WRITES are anchored: the params file's folder, or the working
     # directory when the params are the package's own (None: the working directory at resolve time).
     output_base: Path | None = Field(default=None, exclude=True)
+    _paths: Paths | None = PrivateAttr(default=None)
+
+    @property
+    def paths(self) -> Paths:
+        """The build's locations, resolved on first use (where the build starts, in its working directory) and
+        then fixed."""
+        if self._paths is None:
+            self._paths = Paths(
+                au_vocabulary=self.resolve_input(self.au.vocabulary),
+                au_measures=self.resolve_input(self.au.measures),
+                au_head=self.resolve_input(self.au.head),
+                au_pyfeat_mapping=self.resolve_input(self.au.pyfeat_mapping),
+                prototypes=self.resolve_input(self.synergy.prototypes),
+                templates_dir=self.resolve_input(self.render.templates_dir),
+                llm_prompts=self.resolve_input(self.llm.prompts),
+                llm_cache_dir=self.resolve_output(self.llm.cache_dir),
+                output_dir=self.resolve_output(self.output.dir),
+                validation_suite=self.resolve_input(self.validate_.suite),
+                sources=tuple(self.resolve_input(s.path) if s.path else None for s in self.sources),
+            )
+        return self._paths
 
     def resolve_input(self, path: str | Path) -> Path:
         """A path the build reads (schemas, templates, corpora): a URL (as a UPath), absolute, or relative to

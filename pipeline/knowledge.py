@@ -108,15 +108,15 @@ class Knowledge:
     def load(cls, config: Config) -> Knowledge:
         """Everything the params name, read and checked (an AU head that lacks a vocabulary AU or needs a
         feature the face stage does not measure fails here, before any worker starts)."""
-        vocabulary = tuple(load_au_vocabulary(config.resolve_input(config.au.vocabulary)))
+        vocabulary = tuple(load_au_vocabulary(config.paths.au_vocabulary))
         codes = [row["code"] for row in vocabulary]
-        measures = MeshMeasures.load(config.resolve_input(config.au.measures))
+        measures = MeshMeasures.load(config.paths.au_measures)
         names = tuple(json.loads(data_file("blendshapes.json").read_text())["names"])
-        head = AUHead.load(config.resolve_input(config.au.head), codes).bind(feature_names(names, measures.names))
+        head = AUHead.load(config.paths.au_head, codes).bind(feature_names(names, measures.names))
         return cls(
             au_vocabulary=vocabulary,
             emotions=packaged_emotions(),
-            prototypes=Prototypes.load(config.resolve_input(config.synergy.prototypes)),
+            prototypes=Prototypes.load(config.paths.prototypes),
             lexicon=json.loads(data_file("grounding_lexicon.json").read_text()),
             head=head,
             measures=measures,

@@ -157,10 +157,11 @@ def test_relative_paths_anchor_at_params_folder(tmp_path):
     (tmp_path / "my_schemas" / "map.json").write_text("{}")
     config = load_config(write_params(tmp_path, "au: {head: my_schemas/map.json}\noutput: {dir: out}\n"))
     assert config.base_dir == tmp_path.resolve()
-    assert config.resolve_input(config.au.head) == (tmp_path / "my_schemas" / "map.json").resolve()
-    assert config.resolve_output(config.output.dir) == (tmp_path / "out").resolve()
+    assert config.paths.au_head == (tmp_path / "my_schemas" / "map.json").resolve()
+    assert config.paths.output_dir == (tmp_path / "out").resolve()
     # Project files a params file elsewhere does not name fall back to the project's copies.
-    assert config.resolve_input(config.au.vocabulary) == PROJECT_ROOT / "schemas" / "au_vocabulary.csv"
+    assert config.paths.au_vocabulary == PROJECT_ROOT / "schemas" / "au_vocabulary.csv"
+    assert config.paths.templates_dir == PROJECT_ROOT / "templates"
     assert config.resolve_input(tmp_path / "abs") == tmp_path / "abs"
     assert config.resolve_output(tmp_path / "abs") == tmp_path / "abs"
 
@@ -182,6 +183,18 @@ def test_the_packages_own_params_write_in_the_working_directory(tmp_path, monkey
     assert config.resolve_output(config.output.dir) == tmp_path.resolve() / "build" / "demo"
     assert config.resolve_output(config.llm.cache_dir) == tmp_path.resolve() / ".fea_cache" / "llm"
     assert Config().resolve_output("out") == tmp_path.resolve() / "out"  # a Config made in code: the same
+
+
+def test_paths_are_resolved_once(tmp_path, monkeypatch):
+    """Consumers read one resolved set of locations: the working directory of the first use decides where the
+    package's own params write, and a later change of directory moves nothing."""
+    monkeypatch.chdir(tmp_path)
+    config = load_config()
+    paths = config.paths
+    assert paths.output_dir == tmp_path.resolve() / "build" / "demo" and paths.sources == (None,)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert config.paths is paths and config.paths.output_dir == tmp_path.resolve() / "build" / "demo"
 
 
 @pytest.mark.parametrize("url", ["s3://bucket/x", "gs://bucket/x", "hf://datasets/me/x", "file:///tmp/x"])

@@ -243,8 +243,8 @@ def test_wild_sample_lists_185_labelled_items(wild_dir):
 
 
 def test_make_source_for_wild_sample(wild_dir):
-    source = make_source(SourceConfig(name="wild", kind="csv", path=str(wild_dir),
-                                      options={"image_dir": "images"}), Config())
+    source = make_source(SourceConfig(name="wild", kind="csv", path=str(wild_dir), options={"image_dir": "images"}),
+                         wild_dir)
     assert isinstance(source, CsvSource) and source.path == wild_dir
     assert sum(1 for _ in source.items()) == 185
 
@@ -289,27 +289,28 @@ def test_demo_source_from_an_explicit_folder(tmp_path):
 
 def test_make_source_unknown_kind():
     with pytest.raises(SourceError, match="nope"):
-        make_source(SourceConfig(name="x", kind="nope"), Config())
+        make_source(SourceConfig(name="x", kind="nope"), None)
 
 
 def test_make_source_unimportable_adapter():
     with pytest.raises(SourceError, match="no_such_module_xyz"):
-        make_source(SourceConfig(name="x", kind="no_such_module_xyz:Adapter"), Config())
+        make_source(SourceConfig(name="x", kind="no_such_module_xyz:Adapter"), None)
 
 
 def test_make_source_missing_folder(tmp_path):
     with pytest.raises(SourceError, match="not found"):
-        make_source(SourceConfig(name="x", kind="csv", path=str(tmp_path / "absent")), Config())
+        make_source(SourceConfig(name="x", kind="csv", path=str(tmp_path / "absent")), tmp_path / "absent")
 
 
 def test_make_source_resolves_relative_path_against_params_folder(tmp_path):
     corpus(tmp_path / "data", [{"image": "a.jpg", "emotion": "sad"}], ["a.jpg"])
-    config = Config()
+    config = Config(sources=[SourceConfig(name="x", kind="csv", path="data")])
     config.base_dir = tmp_path
-    source = make_source(SourceConfig(name="x", kind="csv", path="data"), config)
+    assert config.paths.sources == ((tmp_path / "data").resolve(),)
+    source = make_source(config.sources[0], config.paths.sources[0])
     assert source.path == (tmp_path / "data").resolve()
     assert one(list(source.items())).emotion == "sadness"
 
 
 def test_make_source_demo():
-    assert isinstance(make_source(SourceConfig(name="demo", kind="demo"), Config()), DemoSource)
+    assert isinstance(make_source(SourceConfig(name="demo", kind="demo"), None), DemoSource)

@@ -35,7 +35,7 @@ def finish(config: Config, knowledge: Knowledge, staging: BuildDir, target: Buil
     if validate:
         v = config.validate_
         report = validate_build(
-            staging, config.resolve_input(v.suite), v.min_accept_rate,
+            staging, config.paths.validation_suite, v.min_accept_rate,
             max_duplicate_rate=v.max_duplicate_rate, min_class_accept_ratio=v.min_class_accept_ratio,
             reverify_rows=v.reverify_rows, suite_executor=suite_executor, knowledge=knowledge,
         )

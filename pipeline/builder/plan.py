@@ -59,7 +59,7 @@ def plan(config: Config, knowledge: Knowledge, scratch: Path) -> Plan:
     token ledger and Batch-API requests (`pipeline.llm.summary`)."""
     landmarks = landmark_backend(config, knowledge)
     au = au_backend(config, knowledge, landmarks)
-    library = TemplateLibrary(config.resolve_input(config.render.templates_dir), knowledge)
+    library = TemplateLibrary(config.paths.templates_dir, knowledge)
     check_llm(config, library.tasks)
     image = [Step("Decode", DecodeStage(config.decode)), *landmarks.steps]
     if config.dedup.enabled:  # from the source pixels, which align drops
@@ -108,7 +108,7 @@ def check_llm(config: Config, template_tasks: list[str]) -> None:
         return
     from pipeline.llm.prompts import PromptBook  # the LLM modules (openai) load only when the stage is on
 
-    PromptBook(config.resolve_input(llm.prompts))
+    PromptBook(config.paths.llm_prompts)
     unknown = sorted(set(llm.tasks) - set(template_tasks))
     if unknown:
         raise ConfigError(f"llm.tasks names tasks without templates: {unknown}")
@@ -124,7 +124,7 @@ def llm_stage(config: Config, knowledge: Knowledge, scratch: Path) -> LLMStage:
     # Each worker process gets its share, so all workers together never exceed llm.max_concurrency.
     workers = config.runner.num_workers if config.runner.runner == "DirectRunner" else 1
     return LLMStage(
-        llm, knowledge, str(config.resolve_input(llm.prompts)), str(config.resolve_output(llm.cache_dir)),
+        llm, knowledge, str(config.paths.llm_prompts), str(config.paths.llm_cache_dir),
         str(scratch / BUDGET_LEDGER), str(scratch / BATCH_DIR),
         concurrency=max(1, llm.max_concurrency // max(1, workers)),
     )

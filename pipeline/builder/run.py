@@ -64,9 +64,9 @@ def enumerate_inputs(config: Config) -> tuple[list[SourceItem], list[Reject]]:
     refused on reading."""
     items: list[SourceItem] = []
     rejects: list[Reject] = []
-    for source_cfg in config.sources:
+    for source_cfg, path in zip(config.sources, config.paths.sources, strict=True):
         taken = 0
-        for entry in make_source(source_cfg, config).checked_items():
+        for entry in make_source(source_cfg, path).checked_items():
             if source_cfg.weight < 1.0 and not sampled(entry, source_cfg.weight, config.split.seed):
                 continue
             if source_cfg.limit is not None and taken >= source_cfg.limit:
@@ -108,7 +108,7 @@ def build(config: Config, progress: bool = True, validate: bool = True,
 
 def _build(config: Config, progress: bool, validate: bool, suite_executor: WarmProcess | None) -> BuildResult:
     started = time.monotonic()
-    target = BuildDir(config.resolve_output(config.output.dir))
+    target = BuildDir(config.paths.output_dir)
     staging = BuildDir(staging_for(target.root))
     if target.root.exists() and not config.output.overwrite:
         raise FileExistsError(f"{target} exists and output.overwrite is false")

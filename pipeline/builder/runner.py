@@ -76,7 +76,7 @@ def run(p: beam.Pipeline, config: Config, target: BuildDir, staging: BuildDir, p
     except Exception as exc:
         # Beam re-raises a worker's exception wrapped in its own.
         if LLMStopped.__name__ in str(exc):
-            cache_dir = config.resolve_output(config.llm.cache_dir)
+            cache_dir = config.paths.llm_cache_dir
             raise LLMStopped(f"build stopped: the LLM endpoint failed and llm.on_error is 'stop'; "
                              f"responses received so far are cached in {cache_dir}") from exc
         raise PipelineFailed(f"the pipeline failed ({describe(exc)[:500]}); nothing was published"

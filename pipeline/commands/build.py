@@ -137,7 +137,7 @@ def cmd_llm(args) -> int:
     config = load_config(args.params, args.set or [])
     if not Path(args.results).is_file():
         raise FileNotFoundError(f"no Batch-API results file at {args.results}")
-    cache_dir = args.cache_dir.resolve() if args.cache_dir else config.resolve_output(config.llm.cache_dir)
+    cache_dir = args.cache_dir.resolve() if args.cache_dir else config.paths.llm_cache_dir
     counts = import_results(Path(args.results), ResponseCache(cache_dir))
     print(f"imported into {cache_dir}: {counts}")
     return EXIT_OK if counts.get("imported") else EXIT_FAILED

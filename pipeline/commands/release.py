@@ -40,7 +40,7 @@ def cmd_validate(args) -> int:
 
     config = load_config(args.params)
     knowledge = Knowledge.load(config)  # the vocabularies the answers are re-verified with, as the build's
-    suite = args.suite or config.resolve_input(config.validate_.suite)
+    suite = args.suite or config.paths.validation_suite
     rate = config.validate_.min_accept_rate if args.min_accept_rate is None else args.min_accept_rate
     v = config.validate_
     with suite_process() as suite_executor:  # the GX suite runs beside the project checks

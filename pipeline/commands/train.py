@@ -131,7 +131,7 @@ def cmd_calibrate(args) -> int:
     from pipeline.config import load_config
 
     config = load_config(args.params)
-    base = Path(args.base) if args.base else config.resolve_input(config.au.head)
+    base = Path(args.base) if args.base else config.paths.au_head
     try:
         # The command in a canonical form (folder names, not machine paths): the head file stays deterministic.
         meta = {"command": f"fea calibrate {' '.join(Path(str(b)).name for b in args.builds)} --base {base.name} "

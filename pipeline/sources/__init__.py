@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import importlib
 from importlib.metadata import entry_points
+from pathlib import Path
 
-from pipeline.config import Config, SourceConfig
+from pipeline.config import SourceConfig
 from pipeline.io.storage import list_once
 from pipeline.sources.affectnet import AffectNetSource
 from pipeline.sources.base import Source, SourceError
@@ -66,12 +67,12 @@ def adapter_class(kind: str) -> type[Source]:
     return known[kind]
 
 
-def make_source(source: SourceConfig, config: Config) -> Source:
+def make_source(source: SourceConfig, path: Path | None) -> Source:
+    """The adapter of one source over its folder (`Config.paths.sources`: a local Path, or a UPath for a URL)."""
     try:
         cls = adapter_class(source.kind)
     except SourceError as exc:
         raise SourceError(f"source {source.name}: {exc}") from None
-    path = config.resolve_input(source.path) if source.path else None  # a local Path, or a UPath for a URL
     if path is not None and not path.is_dir():
         raise SourceError(f"source {source.name}: folder {path} not found")
     if path is not None:

@@ -48,7 +48,7 @@ def pyfeat_backend(config: Config, knowledge: Knowledge, landmarks: Backend) -> 
 
     au = config.au
     weights = resolve_weights(MODEL_NAME, au.pyfeat_weights)
-    mapping = PyFeatAUMapping.load(config.resolve_input(au.pyfeat_mapping), knowledge.codes)
+    mapping = PyFeatAUMapping.load(config.paths.au_pyfeat_mapping, knowledge.codes)
     step = Step("AU", PyFeatAUStage(mapping, str(weights.path), au.device), au.max_batch_size, au.accelerator)
     return Backend(f"pyfeat-xgb@{pyfeat_version()}+{weights.sha256[:12]}+{mapping.version}", {MODEL_NAME: weights},
                    [step], intensity_scale=f"0-5 = 5 x py-feat occurrence probability ({au.pyfeat_mapping})",
