@@ -325,3 +325,32 @@ def test_fit_head_takes_paired_views_and_records_them() -> None:
     narrow = replace(second, features=second.features[:, :-1], feature_names=second.feature_names[:-1])
     with pytest.raises(ValueError, match="other face features"):
         fit_head(faces, DEFAULT, min_positives=10, views=(faces, narrow))
+
+
+def test_levels_start_where_coders_grade_a_barely_found_au() -> None:
+    """Coders grade most found AUs B-C, few A: the fitted level just above the threshold follows them, and the
+    head file keeps it (and reads it back)."""
+    from pipeline.au.fit import fit_levels
+    from pipeline.au.head import intensity_from_score
+
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0.05, 3.0, 40)
+    levels = np.clip(np.round(2.5 + scores / 1.5 + rng.normal(scale=0.3, size=40)), 1, 5)
+    slope, level_at, error, found_error, _ = fit_levels(scores, levels, default=1.0, below=1.0)
+    assert level_at > 1.0
+    pinned = min(np.abs(intensity_from_score(scores, s) - levels).mean() for s in np.geomspace(0.02, 20, 121))
+    assert found_error < pinned
+    assert intensity_from_score(np.array([1e-6]), slope, 1.0, level_at)[0] == pytest.approx(level_at, abs=0.01)
+    assert intensity_from_score(np.array([-1e-6]), slope, 1.0, level_at)[0] < 1.0  # below: not present
+
+
+def test_a_head_round_trips_its_levels(tmp_path: Path) -> None:
+    head = AUHead.load(SCHEMAS / "au_head.json", CODES)
+    assert (head.level_at > 1).any()  # the default head's levels were fitted to CK+ FACS levels
+    again = AUHead.load(head.write(tmp_path / "head.json"), CODES)
+    assert np.array_equal(again.level_at, head.level_at) and again.content_version() == head.content_version()
+    spec = json.loads((tmp_path / "head.json").read_text())
+    spec["aus"]["AU1"]["level_at_threshold"] = 5.0
+    (tmp_path / "bad.json").write_text(json.dumps(spec))
+    with pytest.raises(ValueError, match="level_at_threshold"):
+        AUHead.load(tmp_path / "bad.json", CODES)

@@ -28,12 +28,13 @@ from sklearn.model_selection import GroupKFold
 
 from pipeline.au.appearance import PREFIX, Appearance
 from pipeline.au.facs_scores import score_head
-from pipeline.au.head import AUHead, intensity_from_score
+from pipeline.au.head import PRESENT_AT, AUHead, intensity_from_score
 from pipeline.au.training_data import FaceTable
 
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
 F1_TOLERANCE = 0.02
 MIN_SCALE = 0.01  # features are blendshape scores (0-1), length ratios and appearance components: less spread is noise
+LEVEL_GRID = (1.0, 1.5, 2.0, 2.5, 3.0)  # candidate intensities just above the threshold (A to C)
 MIN_RESTING = 20  # neutral faces needed to estimate how resting faces differ between people
 RESTING_RIDGE = 0.3  # the plain L2 share of the penalty, against the resting faces' (standardised) variance
 
@@ -50,6 +51,7 @@ class AUFit:
     bias: float = 0.0  # logistic: intercept; base-threshold: minus the re-chosen threshold
     kind: str = "base"  # base | base-threshold | logistic
     slope: float = 1.0  # intensity slope above the threshold, fitted to coded FACS levels (else the base head's)
+    level_at: float = 1.0  # intensity just above the threshold, fitted with the slope (else FACS level A)
     held_out: np.ndarray | None = None  # per face of the table: held-out score (> 0 present), NaN where not scored
 
 
@@ -202,25 +204,27 @@ def _fitted_score(kind: str, c: float, threshold: float, x_train, y_train, invar
     return base_test - threshold
 
 
-def fit_slope(scores: np.ndarray, levels: np.ndarray, default: float, below: float, min_found: int = 5
-              ) -> tuple[float, float, float, float]:
-    """The slope above the threshold whose 5 x sigmoid(slope x score - ln 4) is closest (mean absolute error) to
-    the coded FACS levels (A-E = 1-5) of the faces the head finds the AU on (`default` when fewer than
-    `min_found` are found); `below` is the slope under the threshold. Returns (slope, error over every level,
-    error over the found ones, correlation); NaN where there is nothing to measure."""
+def fit_levels(scores: np.ndarray, levels: np.ndarray, default: float, below: float, min_found: int = 5
+               ) -> tuple[float, float, float, float, float]:
+    """The slope above the threshold, and the level just above it, whose intensities are closest (mean absolute
+    error) to the coded FACS levels (A-E = 1-5) of the faces the head finds the AU on: coders seldom grade a
+    barely visible AU as A. With fewer than `min_found` found: `default` and level A. `below` is the slope under
+    the threshold. Returns (slope, level at the threshold, error over every level, error over the found ones,
+    correlation); NaN where there is nothing to measure."""
     found = scores > 0
-    slope = default
+    slope, level_at = default, PRESENT_AT
     if found.sum() >= min_found:
-        grid = np.geomspace(0.02, 20.0, 121)
-        errors = [float(np.abs(intensity_from_score(scores[found], s) - levels[found]).mean()) for s in grid]
-        slope = float(grid[int(np.argmin(errors))])
+        candidates = [(float(np.abs(intensity_from_score(scores[found], s, level_at=a) - levels[found]).mean()), a, s)
+                      for a in LEVEL_GRID for s in np.geomspace(0.02, 20.0, 121)]
+        _, level_at, slope = min(candidates)  # the smallest error; of equals, the lowest level, then slope
+        slope, level_at = float(slope), float(level_at)
     if len(levels) == 0:
-        return slope, float("nan"), float("nan"), float("nan")
-    predicted = intensity_from_score(scores, slope, below)
+        return slope, level_at, float("nan"), float("nan"), float("nan")
+    predicted = intensity_from_score(scores, slope, below, level_at)
     error = np.abs(predicted - levels)
     corr = float(np.corrcoef(predicted, levels)[0, 1]) if len(levels) > 2 and predicted.std() > 0 and levels.std() > 0 \
         else float("nan")
-    return slope, float(error.mean()), float(error[found].mean()) if found.any() else float("nan"), corr
+    return slope, level_at, float(error.mean()), float(error[found].mean()) if found.any() else float("nan"), corr
 
 
 def fit_au(code: str, x: np.ndarray, base_score: np.ndarray, intensity: np.ndarray, groups: np.ndarray,
@@ -273,7 +277,8 @@ def fit_au(code: str, x: np.ndarray, base_score: np.ndarray, intensity: np.ndarr
     f1, precision, recall = _scores(held_scores[expressive] > 0, y[expressive])
     correlation = float(np.corrcoef(held_scores[held_out], intensity[held_out])[0, 1]) if held_out.sum() > 2 else 0.0
     levels = held_out & graded & y
-    slope, level_error, found_error, level_corr = fit_slope(held_scores[levels], intensity[levels], *base_slopes)
+    slope, level_at, level_error, found_error, level_corr = fit_levels(held_scores[levels], intensity[levels],
+                                                                       *base_slopes)
     found_levels = levels & (held_scores > 0)
     # Final model: chosen on all faces, fitted on all faces.
     kind, c, threshold = _select(x, base_score, y, groups, rows, rule, folds, allow_logistic, invariance)
@@ -293,11 +298,11 @@ def fit_au(code: str, x: np.ndarray, base_score: np.ndarray, intensity: np.ndarr
     cv["intensity_supported"] = bool(found_levels.sum() >= min_levels and found_error <= max_level_error)
     if kind != "logistic":
         return AUFit(code, positives, negatives, True, cv=cv, weights=None, bias=-threshold, kind=kind, slope=slope,
-                     held_out=held_full)
+                     level_at=level_at, held_out=held_full)
     weights, bias = _fit_linear(x, y, c, invariance)
     bias -= threshold
     return AUFit(code, positives, negatives, True, cv={**cv, "C": c}, weights=weights, bias=bias, kind=kind,
-                 slope=slope, held_out=held_full)
+                 slope=slope, level_at=level_at, held_out=held_full)
 
 
 def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_positives: int = 10,
@@ -355,6 +360,7 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
     bias = np.zeros(len(faces.codes))
     slope = np.ones(len(faces.codes))
     slope_below = np.array([base.slope_below[b] for b in base_rows], dtype=np.float64)
+    level_at = np.array([base.level_at[b] for b in base_rows], dtype=np.float64)
     origin: dict[str, str] = {}
     quality: dict[str, dict[str, Any]] = {}
     fits = []
@@ -369,11 +375,12 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
             direct, prior = result.weights[: len(features)], result.weights[len(features):]
             weights[row] = direct + prior @ base_weights[base_rows]
             bias[row] = result.bias + prior @ base.bias[base_rows]
-            slope[row] = result.slope
+            slope[row], level_at[row] = result.slope, result.level_at
             origin[code] = "fitted"
         else:  # the base head's model, its threshold re-chosen when that scored better
             weights[row], bias[row] = base_weights[b], base.bias[b] + result.bias
             slope[row] = result.slope if result.fitted else base.slope[b]
+            level_at[row] = result.level_at if result.fitted else base.level_at[b]
             origin[code] = {"base-threshold": f"recalibrated:{base.tag}"}.get(result.kind, f"base:{base.tag}")
         if result.fitted:
             quality[code] = {**result.cv, **support, "source": "subject-disjoint cross-validation"}
@@ -383,7 +390,7 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
     used = np.flatnonzero(np.abs(weights).sum(axis=0) > 0)
     head = AUHead(
         name=name, version="", codes=list(faces.codes), features=[features[i] for i in used],
-        weights=weights[:, used], bias=bias, slope=slope, slope_below=slope_below,
+        weights=weights[:, used], bias=bias, slope=slope, slope_below=slope_below, level_at=level_at,
         supersedes=dict(base.supersedes), origin=origin, quality=quality,
         appearance=appearance if appearance is not None and any(f.startswith(PREFIX) for f in
                                                                   (features[i] for i in used)) else None,
@@ -413,7 +420,8 @@ def summarise(faces: FaceTable, fits: list[AUFit], head: AUHead) -> dict[str, An
         if f.fitted and f.held_out is not None:
             row = faces.codes.index(f.code)
             scored = np.isfinite(f.held_out)
-            intensity[scored, row] = intensity_from_score(f.held_out[scored], head.slope[row], head.slope_below[row])
+            intensity[scored, row] = intensity_from_score(f.held_out[scored], head.slope[row], head.slope_below[row],
+                                                          head.level_at[row])
     figures = score_head(faces, intensity, min_support=0)
     figures.pop("aus")
     return figures

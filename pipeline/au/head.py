@@ -9,7 +9,9 @@ AU the head holds a weight per feature and a bias, in the features' own units:
     intensity = 5 * sigmoid(slope * score - ln 4)        0-5; exactly 1.0 (FACS level A) at score 0
 
 `slope` applies above the threshold and may be fitted to coded FACS levels (A-E = 1-5, `fea calibrate`);
-`slope_below` (default: `slope`) keeps the evidence's order below it.
+`slope_below` (default: `slope`) keeps the evidence's order below it. A fitted head may also start an AU's
+levels higher than A (`level_at_threshold`, default 1.0): above the threshold the intensity is then
+5 * sigmoid(slope * score + logit(level / 5)), from that level towards 5, as coders grade a barely found AU.
 
 so `intensity >= 1` is the occurrence rule, intensity grows smoothly with the evidence towards 5
 (level E), and below the threshold it keeps the evidence's order instead of clipping it to 0.
@@ -42,7 +44,9 @@ PRESENT_AT = 1.0  # intensity at score 0: FACS level A
 SUPERSEDED = 0.99  # where an AU is superseded by another, its intensity is held just below PRESENT_AT
 _OFFSET = float(np.log(INTENSITY_MAX / PRESENT_AT - 1.0))  # 5 * sigmoid(-ln 4) = 1
 INTENSITY_SCALE = ("0-5 continuous = 5 x sigmoid(slope x score - ln 4) of the AU head's score: 1.0 (FACS level A) "
-                   "at the occurrence threshold, towards 5 (level E) with stronger evidence; below 1 = not present")
+                   "at the occurrence threshold, towards 5 (level E) with stronger evidence; below 1 = not present. "
+                   "Above the threshold an AU may start from the level coders give a barely present AU "
+                   "(level_at_threshold, fitted to coded FACS levels)")
 
 
 class HeadError(ValueError):
@@ -77,11 +81,14 @@ class AUHead:
     meta: dict[str, Any] = field(default_factory=dict)  # description, method, fitted_on, ...
     slope_below: np.ndarray | None = None  # (n_aus,) below the threshold; None = `slope`
     appearance: Appearance | None = None  # the crop's appearance projection, when the head reads `app:` features
+    level_at: np.ndarray | None = None  # (n_aus,) intensity just above the threshold; None = 1.0 (FACS level A)
     _columns: np.ndarray | None = None  # positions of `features` in the face feature vector, once bound
 
     def __post_init__(self) -> None:
         if self.slope_below is None:
             self.slope_below = np.array(self.slope, dtype=np.float64)
+        if self.level_at is None:
+            self.level_at = np.full(len(self.codes), PRESENT_AT)
 
     @property
     def tag(self) -> str:
@@ -131,9 +138,12 @@ class AUHead:
         bias = np.array([float(aus[c]["bias"]) for c in codes])
         slope = np.array([float(aus[c].get("slope", 1.0)) for c in codes])
         below = np.array([float(aus[c].get("slope_below", aus[c].get("slope", 1.0))) for c in codes])
+        level_at = np.array([float(aus[c].get("level_at_threshold", PRESENT_AT)) for c in codes])
         if not np.isfinite(weights).all() or not np.isfinite(bias).all() or not (slope > 0).all() \
                 or not (below > 0).all():
             raise HeadError(f"{where}: weights and biases must be finite and slopes positive")
+        if not ((level_at >= PRESENT_AT) & (level_at < INTENSITY_MAX)).all():
+            raise HeadError(f"{where}: level_at_threshold must be at least {PRESENT_AT} and below {INTENSITY_MAX}")
         meta = {k: v for k, v in spec.items()
                 if k not in ("format", "name", "version", "aus", "quality", "appearance")}
         try:
@@ -147,7 +157,7 @@ class AUHead:
         return cls(spec["name"], str(spec["version"]), list(codes), features, weights, bias, slope,
                    supersedes=supersedes, origin={c: aus[c].get("origin", "unknown") for c in codes},
                    quality={c: dict(q) for c, q in spec.get("quality", {}).items()}, meta=meta, slope_below=below,
-                   appearance=appearance)
+                   appearance=appearance, level_at=level_at)
 
     def to_dict(self) -> dict[str, Any]:
         aus = {}
@@ -157,6 +167,8 @@ class AUHead:
                          "slope": round(float(self.slope[row]), 6),
                          **({"slope_below": round(float(self.slope_below[row]), 6)}
                             if self.slope_below[row] != self.slope[row] else {}),
+                         **({"level_at_threshold": round(float(self.level_at[row]), 6)}
+                            if self.level_at[row] != PRESENT_AT else {}),
                          "weights": nonzero,
                          **({"supersedes": self.supersedes[code]} if code in self.supersedes else {})}
         return {"format": FORMAT, "name": self.name, "version": self.version, **self.meta, "aus": aus,
@@ -183,6 +195,7 @@ class AUHead:
                            sorted(self.supersedes.items())]
                           + ([np.round(self.slope_below, 6).tolist()]
                              if (self.slope_below != self.slope).any() else [])
+                          + ([np.round(self.level_at, 6).tolist()] if (self.level_at != PRESENT_AT).any() else [])
                           + ([self.appearance.to_dict()] if self.appearance is not None else []))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -221,7 +234,7 @@ class AUHead:
         return x @ self.weights.T + self.bias
 
     def intensities(self, features: np.ndarray) -> np.ndarray:
-        intensity = intensity_from_score(self.scores(features), self.slope, self.slope_below)
+        intensity = intensity_from_score(self.scores(features), self.slope, self.slope_below, self.level_at)
         for code, replaced in self.supersedes.items():
             present = intensity[..., self.codes.index(code)] >= PRESENT_AT
             for other in replaced:
@@ -234,8 +247,11 @@ class AUHead:
 
 
 def intensity_from_score(score: np.ndarray, slope: np.ndarray | float = 1.0,
-                         slope_below: np.ndarray | float | None = None) -> np.ndarray:
+                         slope_below: np.ndarray | float | None = None,
+                         level_at: np.ndarray | float = PRESENT_AT) -> np.ndarray:
     score = np.asarray(score, dtype=np.float64)
     below = slope if slope_below is None else slope_below
-    z = np.clip(np.where(score > 0, np.asarray(slope) * score, np.asarray(below) * score) - _OFFSET, -50.0, 50.0)
+    offset_above = np.log(INTENSITY_MAX / np.asarray(level_at, dtype=np.float64) - 1.0)
+    z = np.where(score > 0, np.asarray(slope) * score - offset_above, np.asarray(below) * score - _OFFSET)
+    z = np.clip(z, -50.0, 50.0)
     return (INTENSITY_MAX / (1.0 + np.exp(-z))).astype(np.float32)
