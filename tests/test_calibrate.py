@@ -354,3 +354,21 @@ def test_a_head_round_trips_its_levels(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text(json.dumps(spec))
     with pytest.raises(ValueError, match="level_at_threshold"):
         AUHead.load(tmp_path / "bad.json", CODES)
+
+
+def test_the_neutral_cap_holds_for_new_resting_faces() -> None:
+    """With ~100 resting faces the 1% quantile is the second highest score; the cap takes the normal tail fitted
+    to them where that is higher, so new people's resting faces pass it about as rarely as the rate says."""
+    from pipeline.au.fit import Rule
+
+    rng = np.random.default_rng(0)
+    rule = Rule(np.ones(100, dtype=bool), neutral_rate=0.01)
+    passed = []
+    for _ in range(200):
+        seen, new = rng.normal(size=100), rng.normal(size=1000)
+        cap = rule.cap(seen)
+        assert cap >= np.quantile(seen, 0.99)
+        passed.append((new > cap).mean())
+    assert np.mean(passed) <= 0.015
+    empirical = [(rng.normal(size=1000) > np.quantile(rng.normal(size=100), 0.99)).mean() for _ in range(200)]
+    assert np.mean(passed) < np.mean(empirical)

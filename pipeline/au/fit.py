@@ -19,6 +19,7 @@ import hashlib
 import json
 import warnings
 from dataclasses import dataclass, field, replace
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -141,9 +142,19 @@ class Rule:
             return 0.0, 0.0
         threshold, _ = _best_threshold(scores, y)
         neutral = self.neutral[rows]
-        if neutral.any():  # the quantile of the neutral faces' scores that `neutral_rate` of them exceed
-            threshold = max(threshold, float(np.quantile(scores[neutral], 1.0 - self.neutral_rate)))
+        if neutral.any():
+            threshold = max(threshold, self.cap(scores[neutral]))
         return threshold, _scores(scores > threshold, y)[0]
+
+    def cap(self, neutral_scores: np.ndarray) -> float:
+        """The score that at most `neutral_rate` of resting faces exceed: the empirical quantile, or the normal
+        tail fitted to the scores where that is higher. With ~100 neutral faces the 1% quantile is the second
+        highest score; new people's resting faces would pass it more often than the rate says."""
+        empirical = float(np.quantile(neutral_scores, 1.0 - self.neutral_rate))
+        if len(neutral_scores) < 3:
+            return empirical
+        tail = float(neutral_scores.mean() + NormalDist().inv_cdf(1.0 - self.neutral_rate) * neutral_scores.std())
+        return max(empirical, tail)
 
 
 def _oof_scores(x, y, groups, c: float, folds: int, invariance: Invariance) -> np.ndarray:
@@ -253,7 +264,7 @@ def fit_au(code: str, x: np.ndarray, base_score: np.ndarray, intensity: np.ndarr
         why = (f"only {n_groups} subjects: cannot cross-validate" if folds < 3 else
                f"{positives} coded positives, {negatives} negatives (fewer than {min_recalibrate})")
         # Too rare to learn from, but the neutral faces still bound how often the base head may fire.
-        cap = float(np.quantile(base_score[neutral], 1.0 - neutral_rate)) if neutral.any() else 0.0
+        cap = rule.cap(base_score[neutral]) if neutral.any() else 0.0
         if cap > 0:
             return AUFit(code, positives, negatives, False, why + "; threshold raised to keep neutral faces quiet",
                          bias=-cap, kind="base-threshold", slope=base_slopes[0])
