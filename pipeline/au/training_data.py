@@ -13,6 +13,7 @@ resting faces; `neutral` marks those faces so their false-AU rate can be reporte
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,7 +118,7 @@ def read_views(first: str | Path | BuildDir, second: str | Path | BuildDir, appe
     keys = []
     for table in tables:
         stems = [Path(item).stem for item in table.items]
-        counts = {stem: stems.count(stem) for stem in stems}
+        counts = Counter(stems)
         keys.append({stem: i for i, stem in enumerate(stems) if counts[stem] == 1})
     common = sorted(set(keys[0]) & set(keys[1]))
     if not common:
