@@ -5,8 +5,9 @@ Reads the faces of one or more builds made with a FACS-coded adapter (e.g. `ckpl
 features (blendshapes + mesh measures: what the AU stage does in a build), and prints per AU F1, precision,
 recall on the coded expressive faces and the share of neutral faces it fires on; then the mean F1 over the
 AUs coded at least --min-support times, AUs per neutral face, and the intensity error against every graded
-FACS level (A-E). A head scored on the faces it was learned from is scored in-sample: use `fea calibrate`'s
-cross-validated figures for those, and this script for other people's faces.
+FACS level (A-E), each with its 95% interval over the build's people (subjects resampled). A head scored on
+the faces it was learned from is scored in-sample: use `fea calibrate`'s cross-validated figures for those, and
+this script for other people's faces.
 
     python benchmarks/au_facs_eval.py build/ckplus --head schemas/au_head_prior.json --head schemas/au_head.json
 """
@@ -17,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from pipeline.au.facs_scores import score_head
+from pipeline.au.facs_scores import intervals, score_head
 from pipeline.au.head import AUHead
 from pipeline.au.training_data import read_faces
 
@@ -34,7 +35,9 @@ def main() -> None:
     for path in args.head:
         head = AUHead.load(path, faces.codes).bind(faces.feature_names)
         inputs = head.inputs(faces.features, descriptors=faces.descriptors)
-        figures = score_head(faces, head.intensities(inputs).astype(float), args.min_support)
+        intensity = head.intensities(inputs).astype(float)
+        figures = score_head(faces, intensity, args.min_support)
+        figures["intervals"] = intervals(faces, intensity, args.min_support)
         results[str(path)] = {"head": head.tag, **figures}
         print(f"\n{head.tag} ({path}) on {len(faces.features)} faces of {', '.join(map(str, args.builds))}")
         print(f"{'AU':6}{'coded+':>7}  {'F1':>5} {'prec':>5} {'rec':>5} {'neut':>6}")

@@ -281,6 +281,44 @@ def test_facs_scores_count_neutral_faces_apart_and_levels_with_misses() -> None:
     assert missed["aus"]["AU12"]["recall"] < 1.0 and missed["intensity_mae"] > 0
 
 
+def test_intervals_over_people_hold_the_figure_and_widen_when_people_disagree() -> None:
+    from pipeline.au.facs_scores import intervals, score_head
+
+    faces = faces_with_neutrals()
+    row = CODES.index("AU12")
+    truth = faces.labels[:, row] > 0
+    neutral = np.flatnonzero(faces.neutral)
+    agreeing = np.full(faces.labels.shape, np.nan)
+    agreeing[:, row] = np.where(truth, faces.labels[:, row], 0.5)
+    agreeing[neutral, row] = 0.5
+    agreeing[neutral[::4], row] = 2.0  # every fourth person's resting face gets an AU
+    disagreeing = agreeing.copy()  # the same people at rest show two AUs: people differ twice as much
+    disagreeing[:, CODES.index("AU6")] = np.where(faces.neutral, 0.5, np.nan)
+    disagreeing[neutral[::4], CODES.index("AU6")] = 2.0
+    for intensity in (agreeing, disagreeing):
+        point, bounds = score_head(faces, intensity), intervals(faces, intensity)
+        for name in ("mean_f1", "aus_per_neutral_face", "intensity_mae"):
+            assert bounds[name][0] <= point[name] <= bounds[name][1], name
+    width = {name: np.diff(intervals(faces, i)["aus_per_neutral_face"])[0] for name, i in
+             (("agreeing", agreeing), ("disagreeing", disagreeing))}
+    assert width["disagreeing"] > 1.5 * width["agreeing"]  # the more people differ, the less a figure is known
+    assert intervals(faces, agreeing) == intervals(faces, agreeing)  # deterministic
+    assert intervals(faces, agreeing)["intensity_mae"] == [0.0, 0.0]  # every level right, for any people
+
+
+def test_the_head_states_its_figures_with_their_intervals() -> None:
+    from pipeline.au.accuracy import head_summary_lines
+
+    head, _ = fit_head(faces_with_neutrals(), DEFAULT, min_positives=10, neutral_rate=0.02)
+    summary = head.meta["summary"]
+    low, high = summary["intervals"]["mean_f1"]
+    assert low <= summary["mean_f1"] <= high and low < high
+    lines = head_summary_lines({"summary": summary})
+    assert f"(95% interval over people {low:.2f}-{high:.2f})" in lines[0]
+    older = {k: v for k, v in summary.items() if k != "intervals"}  # a head file from before intervals
+    assert "interval" not in " ".join(head_summary_lines({"summary": older}))
+
+
 def test_resting_faces_make_identity_directions_costly() -> None:
     """A feature that differs between people at rest (identity) and happens to go with the AU in the training
     people is read less when the model is shown resting faces: the penalty is the score's spread across them."""

@@ -1,7 +1,8 @@
 """A head's known accuracy in words and table cells: what the dataset card and the HTML report show per AU.
 
 Reads the manifest's `au_head` (AUHead.summary()): per AU its held-out quality (fea calibrate), and the head's
-summary (mean F1, AUs found on neutral faces, intensity agreement with coded FACS levels).
+summary (mean F1, AUs found on neutral faces, intensity agreement with coded FACS levels, and how much each may
+differ for other people: 95% intervals from resampling the people they were measured on).
 """
 
 from __future__ import annotations
@@ -32,19 +33,29 @@ def accuracy_cells(q: dict[str, Any]) -> list[str]:
             f"{q['positives']}/{q['negatives']}" if "positives" in q else "", q.get("kept_base", q.get("note", ""))]
 
 
+def _interval(summary: dict[str, Any], name: str) -> str:
+    """' (95% interval over people: lo-hi)' where the head file has one for this figure (heads before it: '')."""
+    bounds = (summary.get("intervals") or {}).get(name)
+    if not bounds or not all(isinstance(b, int | float) for b in bounds):
+        return ""
+    return f" (95% interval over people {bounds[0]:.2f}-{bounds[1]:.2f})"
+
+
 def head_summary_lines(head: dict[str, Any]) -> list[str]:
-    """The head's held-out figures in sentences: mean F1, AUs found on neutral faces, intensity agreement."""
+    """The head's held-out figures in sentences: mean F1, AUs found on neutral faces, intensity agreement, each
+    with its interval over the people it was measured on where the head file has one."""
     summary = head.get("summary") or {}
     lines = []
     if summary.get("mean_f1") is not None:
-        lines.append(f"Held-out mean F1 over {summary['aus_scored']} coded AUs: {summary['mean_f1']:.2f}.")
+        lines.append(f"Held-out mean F1 over {summary['aus_scored']} coded AUs: {summary['mean_f1']:.2f}"
+                     f"{_interval(summary, 'mean_f1')}.")
     if "aus_per_neutral_face" in summary:
         lines.append(f"On {summary['neutral_faces']} neutral faces of held-out people: "
-                     f"{summary['aus_per_neutral_face']:.2f} AUs per face, "
+                     f"{summary['aus_per_neutral_face']:.2f} AUs per face{_interval(summary, 'aus_per_neutral_face')}, "
                      f"{summary['neutral_faces_without_au']:.0%} with none.")
     if "intensity_mae" in summary:
         lines.append(f"Intensity against {summary['graded_levels']} coded FACS levels (A-E = 1-5): mean absolute "
-                     f"error {summary['intensity_mae']:.2f} levels, correlation "
+                     f"error {summary['intensity_mae']:.2f} levels{_interval(summary, 'intensity_mae')}, correlation "
                      f"{_figure(summary.get('intensity_correlation')) or 'n/a'}.")
     if head.get("terms"):
         lines.append(f"Terms: {head['terms']}.")

@@ -28,7 +28,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 
 from pipeline.au.appearance import PREFIX, Appearance
-from pipeline.au.facs_scores import score_head
+from pipeline.au.facs_scores import intervals, score_head
 from pipeline.au.head import PRESENT_AT, AUHead, intensity_from_score
 from pipeline.au.training_data import FaceTable
 
@@ -425,7 +425,8 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
 
 def summarise(faces: FaceTable, fits: list[AUFit], head: AUHead) -> dict[str, Any]:
     """Head-level held-out figures (pipeline/au/facs_scores.py) from the held-out scores of the AUs that have
-    their own: mean F1, AUs per neutral face and the share with none, the error against every graded level."""
+    their own: mean F1, AUs per neutral face and the share with none, the error against every graded level, and
+    their 95% intervals over the people they were measured on."""
     intensity = np.full(faces.labels.shape, np.nan)
     for f in fits:
         if f.fitted and f.held_out is not None:
@@ -435,7 +436,7 @@ def summarise(faces: FaceTable, fits: list[AUFit], head: AUHead) -> dict[str, An
                                                           head.level_at[row])
     figures = score_head(faces, intensity, min_support=0)
     figures.pop("aus")
-    return figures
+    return figures | {"intervals": intervals(faces, intensity, min_support=0)}
 
 
 def _sources(faces: FaceTable) -> list[tuple[str, int]]:
