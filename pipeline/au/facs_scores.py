@@ -8,7 +8,7 @@ faces with none, and the error of the intensities against every graded FACS leve
 included. Used by `fea calibrate` (held-out intensities) and benchmarks/au_facs_eval.py (any head, any build).
 
 A few dozen people's faces give these figures a wide margin: another group of people of the same corpus can
-score quite differently (heads learned on one half of CK+'s even subjects found 0.04 to 0.43 AUs per neutral
+score quite differently (heads learned on one half of CK+'s even subjects found 0.05 to 0.30 AUs per neutral
 face on the other half, depending on the split). `intervals`
 says how wide, by resampling people (the subjects, with replacement) and recomputing the head-level figures.
 """
