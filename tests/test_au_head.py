@@ -69,6 +69,19 @@ def test_present_exactly_when_score_is_positive() -> None:
         assert ("AU12" in head.present(head.intensities(x))) is present
 
 
+def test_rounding_noise_does_not_change_a_heads_version_or_bytes(tmp_path: Path) -> None:
+    """Two fits of the same faces may differ by 1e-12 where a value is 0: -0.0 and 0.0 are the same head."""
+    spec = tiny_head(AU12={"bias": 0.0, "weights": {"bs:mouthSmileLeft": 1.0, "bs:browInnerUp": 0.5}})
+    heads = [AUHead.from_dict(spec, CODES) for _ in range(2)]
+    row = CODES.index("AU12")
+    heads[0].bias[row], heads[1].bias[row] = 1e-12, -1e-12
+    column = heads[0].features.index("bs:browInnerUp")
+    heads[0].weights[row, column], heads[1].weights[row, column] = 1e-12, -1e-12
+    assert heads[0].content_version() == heads[1].content_version()
+    files = [h.write(tmp_path / f"h{i}.json").read_bytes() for i, h in enumerate(heads)]
+    assert files[0] == files[1] and b"-0.0" not in files[0]
+
+
 def test_head_round_trips_through_its_file(tmp_path: Path, head: AUHead) -> None:
     again = AUHead.load(head.write(tmp_path / "h.json"), CODES).bind(FEATURES)
     x = np.random.default_rng(0).random((7, len(FEATURES)))

@@ -322,7 +322,7 @@ def test_the_head_states_its_figures_with_their_intervals() -> None:
 def test_resting_faces_make_identity_directions_costly() -> None:
     """A feature that differs between people at rest (identity) and happens to go with the AU in the training
     people is read less when the model is shown resting faces: the penalty is the score's spread across them."""
-    from pipeline.au.fit import Invariance, _fit_linear
+    from pipeline.au.invariant_logistic import Invariance, fit_linear
 
     rng = np.random.default_rng(0)
     people = rng.normal(size=80)
@@ -331,8 +331,8 @@ def test_resting_faces_make_identity_directions_costly() -> None:
     resting = np.c_[rng.normal(scale=0.1, size=80), people + rng.normal(scale=0.05, size=80)]
     x, y = np.r_[peaks, resting], np.r_[present, np.zeros(80, dtype=bool)]
     neutral = np.r_[np.zeros(80, dtype=bool), np.ones(80, dtype=bool)]
-    plain, _ = _fit_linear(x, y, 0.03, Invariance(np.zeros_like(neutral)))
-    penalised, _ = _fit_linear(x, y, 0.03, Invariance(neutral))
+    plain, _ = fit_linear(x, y, 0.03, Invariance(np.zeros_like(neutral)))
+    penalised, _ = fit_linear(x, y, 0.03, Invariance(neutral))
     assert abs(penalised[1] / penalised[0]) < 0.6 * abs(plain[1] / plain[0])
     # new people at rest: the penalised score varies less between them, relative to the expression's effect
     assert np.std(resting @ penalised) / penalised[0] < np.std(resting @ plain) / plain[0]
@@ -341,15 +341,15 @@ def test_resting_faces_make_identity_directions_costly() -> None:
 def test_views_make_features_that_change_with_the_view_costly() -> None:
     """Two features tell the AU equally well, but one of them moves when the same photo is seen another way
     (e.g. reduced to 48 px grey): with the two views given, the model leans on the one that holds."""
-    from pipeline.au.fit import Invariance, _fit_linear
+    from pipeline.au.invariant_logistic import Invariance, fit_linear
 
     rng = np.random.default_rng(0)
     present = rng.random(200) < 0.4
     x = np.c_[present + rng.normal(scale=0.4, size=200), present + rng.normal(scale=0.4, size=200)]
     shift = np.c_[rng.normal(scale=0.02, size=100), rng.normal(loc=0.3, scale=0.5, size=100)]
     none = np.zeros(200, dtype=bool)
-    plain, _ = _fit_linear(x, present, 0.03, Invariance(none))
-    held, _ = _fit_linear(x, present, 0.03, Invariance(none, shift))
+    plain, _ = fit_linear(x, present, 0.03, Invariance(none))
+    held, _ = fit_linear(x, present, 0.03, Invariance(none, shift))
     assert 0.7 < plain[1] / plain[0] < 1.4
     assert held[1] / held[0] < 0.5 * plain[1] / plain[0]
 
@@ -368,8 +368,8 @@ def test_fit_head_takes_paired_views_and_records_them() -> None:
 def test_levels_start_where_coders_grade_a_barely_found_au() -> None:
     """Coders grade most found AUs B-C, few A: the fitted level just above the threshold follows them, and the
     head file keeps it (and reads it back)."""
-    from pipeline.au.fit import fit_levels
     from pipeline.au.head import intensity_from_score
+    from pipeline.au.levels import fit_levels
 
     rng = np.random.default_rng(0)
     scores = rng.uniform(0.05, 3.0, 40)
@@ -397,7 +397,7 @@ def test_a_head_round_trips_its_levels(tmp_path: Path) -> None:
 def test_the_neutral_cap_holds_for_new_resting_faces() -> None:
     """With ~100 resting faces the 1% quantile is the second highest score; the cap takes the normal tail fitted
     to them where that is higher, so new people's resting faces pass it about as rarely as the rate says."""
-    from pipeline.au.fit import Rule
+    from pipeline.au.thresholds import Rule
 
     rng = np.random.default_rng(0)
     rule = Rule(np.ones(100, dtype=bool), neutral_rate=0.01)

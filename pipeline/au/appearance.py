@@ -80,8 +80,9 @@ class Appearance:
         return cls(mean, axes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"descriptor": self.name, "mean": np.round(self.mean, 6).tolist(),
-                "axes": np.round(self.axes, 6).tolist()}
+        # + 0.0 writes -0.0 (a rounded tiny negative) as 0.0: the same projection gives the same bytes and version
+        return {"descriptor": self.name, "mean": (np.round(self.mean, 6) + 0.0).tolist(),
+                "axes": (np.round(self.axes, 6) + 0.0).tolist()}
 
     @classmethod
     def from_dict(cls, spec: dict[str, Any], where: str = "AU head") -> Appearance:

@@ -1,13 +1,16 @@
 """Learn an AU head from FACS-coded faces: one logistic model per AU, judged across subjects.
 
-For every AU the corpus codes often enough, a standardised, L2-regularised logistic regression over
-the face features (blendshapes + mesh measures) is fitted to the corpus occurrence codes. Its
-regularisation strength and its decision threshold (the one that maximises F1) are chosen by
+For every AU the corpus codes often enough, a standardised, penalised logistic regression over
+the face features (blendshapes + mesh measures, appearance components) is fitted to the corpus occurrence
+codes (pipeline/au/invariant_logistic.py: what the score must not change with costs more). Its
+regularisation strength and its decision threshold (pipeline/au/thresholds.py: the F1-best cut, kept off
+neutral faces) are chosen by
 subject-disjoint cross-validation (GroupKFold: no subject in two folds), nested inside an outer
 subject-disjoint cross-validation whose held-out predictions give the AU's reported F1, precision,
 recall and correlation: figures for faces of people the head has never seen. The final model is
 refitted on all faces with the settings chosen on all of them.
 
+Intensity levels are fitted to coded FACS levels from the same held-out scores (pipeline/au/levels.py).
 An AU with fewer than `min_positives` coded positives (or negatives) keeps the base head's model
 (the default head) and is listed as such. Faces whose corpus does not code an AU are left out of
 that AU's model, never counted as negatives.
@@ -17,27 +20,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from dataclasses import dataclass, field, replace
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 
 from pipeline.au.appearance import PREFIX, Appearance
 from pipeline.au.facs_scores import intervals, score_head
-from pipeline.au.head import PRESENT_AT, AUHead, intensity_from_score
+from pipeline.au.head import AUHead, intensity_from_score
+from pipeline.au.invariant_logistic import Invariance, decision, fit_linear
+from pipeline.au.levels import fit_levels
+from pipeline.au.thresholds import Rule, f1_precision_recall
 from pipeline.au.training_data import FaceTable
 
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
-F1_TOLERANCE = 0.02
-MIN_SCALE = 0.01  # features are blendshape scores (0-1), length ratios and appearance components: less spread is noise
-LEVEL_GRID = (1.0, 1.5, 2.0, 2.5, 3.0)  # candidate intensities just above the threshold (A to C)
-MIN_RESTING = 20  # neutral faces needed to estimate how resting faces differ between people
-RESTING_RIDGE = 0.3  # the plain L2 share of the penalty, against the resting faces' (standardised) variance
 
 
 @dataclass
@@ -56,114 +53,13 @@ class AUFit:
     held_out: np.ndarray | None = None  # per face of the table: held-out score (> 0 present), NaN where not scored
 
 
-def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    center = x.mean(axis=0)
-    # A feature that barely moves in the training faces (a dead blendshape: cheekPuff, mouthClose on small faces)
-    # is not stretched to unit spread: its tiny weights would become huge ones, and a face where it does move
-    # (a sharp photo) would get its AUs from noise.
-    return center, np.maximum(x.std(axis=0), MIN_SCALE)
-
-
-@dataclass(frozen=True)
-class Invariance:
-    """What a learned AU score should not change with. `resting`: neutral faces (no muscle activity) among the
-    training faces; how they differ is identity, not expression. `shift`: feature differences between two views of
-    the same faces (e.g. a photo at full resolution and reduced to 48 px grey, rows view b - view a): what a
-    corpus's look changes. Both are label-free; the model's penalty is its score's spread over them."""
-    resting: np.ndarray  # bool per training face
-    shift: np.ndarray | None = None  # (pairs, features), in the model's raw feature units
-
-    def rows(self, index: np.ndarray) -> Invariance:
-        return replace(self, resting=self.resting[index])
-
-    def spread(self, z: np.ndarray, scale: np.ndarray) -> np.ndarray | None:
-        """The second moment of the score-relevant variation, in the standardised units of `z`; None when there
-        is too little of it to estimate."""
-        parts = []
-        if self.resting.sum() >= MIN_RESTING:
-            parts.append(np.cov(z[self.resting], rowvar=False))
-        if self.shift is not None and len(self.shift) >= MIN_RESTING:
-            d = self.shift / scale
-            parts.append(d.T @ d / len(d))  # uncentred: a systematic shift moves every face's score
-        return sum(parts) if parts else None
-
-
-def _fit_linear(x: np.ndarray, y: np.ndarray, c: float, invariance: Invariance) -> tuple[np.ndarray, float]:
-    """Weights (raw feature units) and intercept of a class-balanced, L2-regularised logistic regression of `y`
-    on standardised `x`. With an `invariance` to estimate, the penalty is the score's spread over it (resting
-    faces of different people, two views of one face) plus a ridge, instead of the weights' plain norm: directions
-    that identity or a corpus's look move cost more, so the model reads what expressions change."""
-    center, scale = _standardise(x)
-    z = (x - center) / scale
-    whiten = np.eye(x.shape[1])
-    spread = invariance.spread(z, scale)
-    if spread is not None:
-        values, vectors = np.linalg.eigh(spread + RESTING_RIDGE * np.eye(x.shape[1]))
-        whiten = (vectors / np.sqrt(values)) @ vectors.T  # spread^-1/2: its L2 penalty is w' spread w
-    model = LogisticRegression(C=c, solver="newton-cholesky", max_iter=200, class_weight="balanced")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(z @ whiten, y)
-    weights = whiten @ model.coef_[0] / scale
-    return weights, float(model.intercept_[0] - weights @ center)
-
-
-def _decision(x_train, y_train, x_test, c: float, invariance: Invariance) -> np.ndarray:
-    weights, bias = _fit_linear(x_train, y_train, c, invariance)
-    return x_test @ weights + bias
-
-
-def _best_threshold(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """The score threshold maximising F1 on these (held-out) scores, and that F1. Ties go to the midpoint."""
-    order = np.argsort(-scores)
-    s, t = scores[order], y[order].astype(bool)
-    tp = np.cumsum(t)
-    fp = np.cumsum(~t)
-    f1 = 2 * tp / (tp + fp + t.sum())
-    # only cut between distinct scores
-    valid = np.r_[s[1:] < s[:-1], True]
-    f1 = np.where(valid, f1, -1)
-    # Of the cuts within F1_TOLERANCE of the best, the lowest: posed corpora separate the classes by a wide gap,
-    # and a cut high in it would miss the subtler expressions of unposed faces.
-    best = int(np.flatnonzero(f1 >= f1.max() - F1_TOLERANCE)[-1])
-    threshold = (s[best] + s[best + 1]) / 2 if best + 1 < len(s) else s[best] - 1e-6
-    return float(threshold), float(f1[best])
-
-
-@dataclass(frozen=True)
-class Rule:
-    """How thresholds are chosen: F1 on the coded faces, but an AU may fire on at most `neutral_rate` of the
-    neutral faces (their held-out scores): a face without muscle activity gets no AU."""
-    neutral: np.ndarray  # bool per face
-    neutral_rate: float = 0.01
-
-    def threshold(self, scores: np.ndarray, y: np.ndarray, rows: np.ndarray) -> tuple[float, float]:
-        if not y.any() or y.all():
-            return 0.0, 0.0
-        threshold, _ = _best_threshold(scores, y)
-        neutral = self.neutral[rows]
-        if neutral.any():
-            threshold = max(threshold, self.cap(scores[neutral]))
-        return threshold, _scores(scores > threshold, y)[0]
-
-    def cap(self, neutral_scores: np.ndarray) -> float:
-        """The score that at most `neutral_rate` of resting faces exceed: the empirical quantile, or the normal
-        tail fitted to the scores where that is higher. With ~100 neutral faces the 1% quantile is the second
-        highest score; new people's resting faces would pass it more often than the rate says."""
-        empirical = float(np.quantile(neutral_scores, 1.0 - self.neutral_rate))
-        if len(neutral_scores) < 3:
-            return empirical
-        tail = float(neutral_scores.mean() + NormalDist().inv_cdf(1.0 - self.neutral_rate) * neutral_scores.std())
-        return max(empirical, tail)
-
-
 def _oof_scores(x, y, groups, c: float, folds: int, invariance: Invariance) -> np.ndarray:
     scores = np.zeros(len(y))
     for train, test in GroupKFold(n_splits=folds).split(x, y, groups):
         if y[train].min() == y[train].max():  # a fold without both classes: no model, neutral scores
             scores[test] = 0.0
             continue
-        scores[test] = _decision(x[train], y[train], x[test], c, invariance.rows(train))
+        scores[test] = decision(x[train], y[train], x[test], c, invariance.rows(train))
     return scores
 
 
@@ -177,21 +73,13 @@ def _choose(x, y, groups, rows, rule: Rule, folds: int, invariance: Invariance) 
     return best
 
 
-def _scores(pred: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    tp = float((pred & y).sum())
-    precision = tp / pred.sum() if pred.sum() else 0.0
-    recall = tp / y.sum() if y.sum() else 0.0
-    f1 = 2 * tp / (pred.sum() + y.sum()) if (pred.sum() + y.sum()) else 0.0
-    return f1, precision, recall
-
-
 def _base_threshold_cv(score: np.ndarray, y: np.ndarray, groups: np.ndarray, rows, rule: Rule,
                        folds: int) -> float:
     """Held-out F1 of the base head's score with its threshold re-chosen on the training subjects."""
     pred = np.zeros(len(y), dtype=bool)
     for train, test in GroupKFold(n_splits=folds).split(score, y, groups):
         pred[test] = score[test] > rule.threshold(score[train], y[train], rows[train])[0]
-    return _scores(pred, y)[0]
+    return f1_precision_recall(pred, y)[0]
 
 
 def _select(x, base_score, y, groups, rows, rule: Rule, folds: int, allow_logistic: bool,
@@ -211,32 +99,8 @@ def _select(x, base_score, y, groups, rows, rule: Rule, folds: int, allow_logist
 def _fitted_score(kind: str, c: float, threshold: float, x_train, y_train, invariance: Invariance, x_test,
                   base_test) -> np.ndarray:
     if kind == "logistic":
-        return _decision(x_train, y_train, x_test, c, invariance) - threshold
+        return decision(x_train, y_train, x_test, c, invariance) - threshold
     return base_test - threshold
-
-
-def fit_levels(scores: np.ndarray, levels: np.ndarray, default: float, below: float, min_found: int = 5
-               ) -> tuple[float, float, float, float, float]:
-    """The slope above the threshold, and the level just above it, whose intensities are closest (mean absolute
-    error) to the coded FACS levels (A-E = 1-5) of the faces the head finds the AU on: coders seldom grade a
-    barely visible AU as A. With fewer than `min_found` found: `default` and level A. `below` is the slope under
-    the threshold. Returns (slope, level at the threshold, error over every level, error over the found ones,
-    correlation); NaN where there is nothing to measure."""
-    found = scores > 0
-    slope, level_at = default, PRESENT_AT
-    if found.sum() >= min_found:
-        candidates = [(float(np.abs(intensity_from_score(scores[found], s, level_at=a) - levels[found]).mean()), a, s)
-                      for a in LEVEL_GRID for s in np.geomspace(0.02, 20.0, 121)]
-        _, level_at, slope = min(candidates)  # the smallest error; of equals, the lowest level, then slope
-        slope, level_at = float(slope), float(level_at)
-    if len(levels) == 0:
-        return slope, level_at, float("nan"), float("nan"), float("nan")
-    predicted = intensity_from_score(scores, slope, below, level_at)
-    error = np.abs(predicted - levels)
-    corr = float(np.corrcoef(predicted, levels)[0, 1]) if len(levels) > 2 and predicted.std() > 0 and levels.std() > 0 \
-        else float("nan")
-    return slope, level_at, float(error.mean()), float(error[found].mean()) if found.any() else float("nan"), corr
-
 
 def fit_au(code: str, x: np.ndarray, base_score: np.ndarray, intensity: np.ndarray, groups: np.ndarray,
            min_positives: int, folds: int, min_recalibrate: int = 3, neutral: np.ndarray | None = None,
@@ -285,7 +149,7 @@ def fit_au(code: str, x: np.ndarray, base_score: np.ndarray, intensity: np.ndarr
     held_full = np.full(len(coded), np.nan)
     held_full[table_rows[held_out]] = held_scores[held_out]
     expressive = held_out & ~neutral  # F1 is about faces that show something; neutral faces get their own rate
-    f1, precision, recall = _scores(held_scores[expressive] > 0, y[expressive])
+    f1, precision, recall = f1_precision_recall(held_scores[expressive] > 0, y[expressive])
     correlation = float(np.corrcoef(held_scores[held_out], intensity[held_out])[0, 1]) if held_out.sum() > 2 else 0.0
     levels = held_out & graded & y
     slope, level_at, level_error, found_error, level_corr = fit_levels(held_scores[levels], intensity[levels],
@@ -310,7 +174,7 @@ def fit_au(code: str, x: np.ndarray, base_score: np.ndarray, intensity: np.ndarr
     if kind != "logistic":
         return AUFit(code, positives, negatives, True, cv=cv, weights=None, bias=-threshold, kind=kind, slope=slope,
                      level_at=level_at, held_out=held_full)
-    weights, bias = _fit_linear(x, y, c, invariance)
+    weights, bias = fit_linear(x, y, c, invariance)
     bias -= threshold
     return AUFit(code, positives, negatives, True, cv={**cv, "C": c}, weights=weights, bias=bias, kind=kind,
                  slope=slope, level_at=level_at, held_out=held_full)

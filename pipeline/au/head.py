@@ -162,8 +162,9 @@ class AUHead:
     def to_dict(self) -> dict[str, Any]:
         aus = {}
         for row, code in enumerate(self.codes):
-            nonzero = {f: round(float(w), 8) for f, w in zip(self.features, self.weights[row], strict=True) if w != 0}
-            aus[code] = {"origin": self.origin.get(code, "unknown"), "bias": round(float(self.bias[row]), 8),
+            nonzero = {f: round(float(w), 8) + 0.0 for f, w in zip(self.features, self.weights[row], strict=True)
+                       if w != 0}
+            aus[code] = {"origin": self.origin.get(code, "unknown"), "bias": round(float(self.bias[row]), 8) + 0.0,
                          "slope": round(float(self.slope[row]), 6),
                          **({"slope_below": round(float(self.slope_below[row]), 6)}
                             if self.slope_below[row] != self.slope[row] else {}),
@@ -190,12 +191,10 @@ class AUHead:
 
     def content_version(self) -> str:
         """A version derived from what the head computes (weights, biases, slopes, features, AUs)."""
-        blob = json.dumps([self.codes, self.features, np.round(self.weights, 8).tolist(),
-                           np.round(self.bias, 8).tolist(), np.round(self.slope, 6).tolist(),
-                           sorted(self.supersedes.items())]
-                          + ([np.round(self.slope_below, 6).tolist()]
-                             if (self.slope_below != self.slope).any() else [])
-                          + ([np.round(self.level_at, 6).tolist()] if (self.level_at != PRESENT_AT).any() else [])
+        blob = json.dumps([self.codes, self.features, _kept(self.weights, 8), _kept(self.bias, 8),
+                           _kept(self.slope, 6), sorted(self.supersedes.items())]
+                          + ([_kept(self.slope_below, 6)] if (self.slope_below != self.slope).any() else [])
+                          + ([_kept(self.level_at, 6)] if (self.level_at != PRESENT_AT).any() else [])
                           + ([self.appearance.to_dict()] if self.appearance is not None else []))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -244,6 +243,12 @@ class AUHead:
 
     def present(self, intensity: np.ndarray) -> list[str]:
         return [code for code, value in zip(self.codes, intensity, strict=True) if value >= PRESENT_AT]
+
+
+def _kept(values: np.ndarray, digits: int) -> list:
+    """Values at the precision the head file keeps, -0.0 written as 0.0: a weight of -1e-12 from one run's
+    rounding noise and +1e-12 from another's are the same head, and must give the same version."""
+    return (np.round(np.asarray(values, dtype=np.float64), digits) + 0.0).tolist()
 
 
 def intensity_from_score(score: np.ndarray, slope: np.ndarray | float = 1.0,
