@@ -13,7 +13,8 @@ refitted on all faces with the settings chosen on all of them.
 Intensity levels are fitted to coded FACS levels from the same held-out scores (pipeline/au/levels.py).
 An AU with fewer than `min_positives` coded positives (or negatives) keeps the base head's model
 (the default head) and is listed as such. Faces whose corpus does not code an AU are left out of
-that AU's model, never counted as negatives.
+that AU's model, never counted as negatives. Features that barely move in the calibration faces (spread below
+MIN_SCALE), and base-head scores that barely move, are not learned from (`still_features` in the head file).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from sklearn.model_selection import GroupKFold
 from pipeline.au.appearance import PREFIX, Appearance
 from pipeline.au.facs_scores import intervals, score_head
 from pipeline.au.head import AUHead, intensity_from_score
-from pipeline.au.invariant_logistic import Invariance, decision, fit_linear
+from pipeline.au.invariant_logistic import MIN_SCALE, Invariance, decision, fit_linear
 from pipeline.au.levels import fit_levels
 from pipeline.au.thresholds import Rule, f1_precision_recall
 from pipeline.au.training_data import FaceTable
@@ -223,14 +224,21 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
     base_weights[:, [features.index(f) for f in base.features]] = base.weights
     base_rows = [base.codes.index(c) for c in faces.codes]
     base_scores = faces.features @ base_weights[base_rows].T + base.bias[base_rows]
+    # A feature (or a base-head score) that barely moves in these faces (MediaPipe's cheekPuff, jawLeft, mouthClose
+    # on 48 px CK+ faces; the base head's AU34, cheek puff) cannot be learned from: its weight would fit noise, and
+    # read photos where it does move as AU evidence.
     augmented = np.concatenate([faces.features, base_scores], axis=1)
+    names = features + [f"base:{code}" for code in faces.codes]
+    live = np.flatnonzero(augmented.std(axis=0) >= MIN_SCALE)
+    still = [names[i] for i in np.setdiff1d(np.arange(len(names)), live)]
+    augmented = augmented[:, live]
     shift = None
     if views is not None:
         first, second = (with_appearance(view).features for view in views)
         if first.shape[1] != len(features) or second.shape[1] != len(features):
             raise ValueError("the paired views record other face features than the calibration builds")
         difference = second - first
-        shift = np.concatenate([difference, difference @ base_weights[base_rows].T], axis=1)
+        shift = np.concatenate([difference, difference @ base_weights[base_rows].T], axis=1)[:, live]
     weights = np.zeros((len(faces.codes), len(features)))
     bias = np.zeros(len(faces.codes))
     slope = np.ones(len(faces.codes))
@@ -247,7 +255,9 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
         fits.append(result)
         support = {"positives": result.positives, "negatives": result.negatives}
         if result.kind == "logistic":
-            direct, prior = result.weights[: len(features)], result.weights[len(features):]
+            learned = np.zeros(len(names))
+            learned[live] = result.weights
+            direct, prior = learned[: len(features)], learned[len(features):]
             weights[row] = direct + prior @ base_weights[base_rows]
             bias[row] = result.bias + prior @ base.bias[base_rows]
             slope[row], level_at[row] = result.slope, result.level_at
@@ -275,6 +285,7 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
               "faces": len(faces.features), "subjects": len(set(faces.groups)),
               "neutral_faces": int(faces.neutral.sum()), "neutral_rate": neutral_rate,
               "appearance_components": 0 if appearance is None else len(appearance.axes),
+              "still_features": still,
               "view_pairs": 0 if shift is None else len(shift),
               **({"views_from": [f"{', '.join(sorted(set(view.sources)))} ({len(view.sources)} faces)"
                                  for view in views]} if views is not None else {}),
