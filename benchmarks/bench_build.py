@@ -121,7 +121,7 @@ def stage_profile(corpus: Path, limit: int = 200) -> dict:
     import pyarrow.parquet as pq
     from apache_beam.io.parquetio import _RowDictionariesToArrowTable
 
-    from pipeline.builder.run import enumerate_inputs
+    from pipeline.builder.inputs import enumerate_inputs
     from pipeline.config import load_config
     from pipeline.io.rows import ToRows
     from pipeline.io.schema import arrow_schema

@@ -498,7 +498,7 @@ def test_build_from_rafdb_and_jsonl(rafdb: Path, jsonl_corpus: Path, tmp_path: P
 
 
 def test_source_weight_samples_deterministically(wild_dir: Path) -> None:
-    from pipeline.builder.run import enumerate_inputs
+    from pipeline.builder.inputs import enumerate_inputs
     from pipeline.config import load_config
 
     shared = wild_dir

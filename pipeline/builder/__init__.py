@@ -1,5 +1,6 @@
 """A build: its plan, its Beam graph, how it runs, what it counts and how it ends. Read in this order:
 
+  inputs.py       every source's inputs (weights, limits, refusals) and the shards they are cut into
   plan.py         params + knowledge -> the steps (each a stage with its batch and accelerator), checked
   backends/       the landmark and AU backends the plan asks for (registry: name -> steps, versions, models)
   step.py         a step of the plan: a stage under its label, batched or not
