@@ -76,7 +76,14 @@ def intervals(faces: FaceTable, intensity: np.ndarray, min_support: int = 3, res
     Deterministic for a `seed`."""
     groups, subject = np.unique(np.asarray(faces.groups), return_inverse=True)
     draws = np.random.default_rng(seed).integers(0, len(groups), size=(resamples, len(groups)))
-    weight = np.apply_along_axis(np.bincount, 1, draws, minlength=len(groups))[:, subject].astype(np.float64)
+    drawn = np.apply_along_axis(np.bincount, 1, draws, minlength=len(groups)).astype(np.float64)  # per subject
+
+    def summed(values: np.ndarray) -> np.ndarray:
+        """Per-face values summed over each resample's faces (resamples x ...), through per-subject sums: the
+        work and memory grow with the subjects, not the faces (a video corpus has thousands of frames each)."""
+        per_subject = np.zeros((len(groups), *values.shape[1:]))
+        np.add.at(per_subject, subject, values.astype(np.float64))
+        return drawn @ per_subject
     found = np.nan_to_num(intensity, nan=0.0) >= PRESENT_AT
     truth = np.nan_to_num(faces.labels) > 0
     bounds = {}
@@ -85,8 +92,8 @@ def intervals(faces: FaceTable, intensity: np.ndarray, min_support: int = 3, res
                if f["support"] >= min_support and f["f1"] is not None]
     if counted:
         expressive = np.isfinite(intensity) & np.isfinite(faces.labels) & ~faces.neutral[:, None]
-        tp = weight @ (found & truth & expressive)[:, counted]
-        claimed = weight @ ((found | truth) & expressive)[:, counted] + tp  # found + coded, per resample and AU
+        tp = summed((found & truth & expressive)[:, counted])
+        claimed = summed(((found | truth) & expressive)[:, counted]) + tp  # found + coded, per resample and AU
         f1 = _ratio(2 * tp, claimed)
         with warnings.catch_warnings():  # a resample without any of the counted AUs: no mean
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -94,11 +101,11 @@ def intervals(faces: FaceTable, intensity: np.ndarray, min_support: int = 3, res
     scored = [row for row in range(len(faces.codes)) if np.isfinite(intensity[:, row]).any()]
     if faces.neutral.any() and scored:
         on_neutral = found[:, scored].sum(axis=1) * faces.neutral
-        bounds["aus_per_neutral_face"] = _ratio(weight @ on_neutral, weight @ faces.neutral)
+        bounds["aus_per_neutral_face"] = _ratio(summed(on_neutral), summed(faces.neutral))
     levels = faces.graded & truth & np.isfinite(intensity)
     if levels.any():
         error = np.where(levels, np.abs(np.nan_to_num(intensity) - np.nan_to_num(faces.labels)), 0.0).sum(axis=1)
-        bounds["intensity_mae"] = _ratio(weight @ error, weight @ levels.sum(axis=1))
+        bounds["intensity_mae"] = _ratio(summed(error), summed(levels.sum(axis=1)))
     tail = (1.0 - level) / 2 * 100
     bounds = {name: values[np.isfinite(values)] for name, values in bounds.items()}
     return {name: [_round(np.percentile(values, tail), 4), _round(np.percentile(values, 100 - tail), 4)]
