@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import shutil
@@ -18,6 +19,7 @@ from pipeline.au.fit import fit_head
 from pipeline.au.head import AUHead, feature_names
 from pipeline.au.measures import MeshMeasures
 from pipeline.au.training_data import FaceTable
+from pipeline.au.training_data import _subset as TD_subset
 from pipeline.cli import main
 from pipeline.domain.vocabulary import load_au_vocabulary
 
@@ -80,11 +82,25 @@ def test_features_that_barely_move_in_the_training_faces_are_not_learned_from() 
     faces.labels[:, row] = np.where(present, 3.0, 0.0)
     for name, spread in (("bs:cheekSquintLeft", 0.004), ("bs:noseSneerLeft", 0.04)):  # still, and moving
         faces.features[:, FEATURES.index(name)] = spread * present + rng.normal(scale=spread / 8, size=len(present))
-    head, fits = fit_head(faces, DEFAULT, min_positives=10)
-    assert "bs:cheekSquintLeft" in head.meta["still_features"] and "bs:cheekSquintLeft" not in head.features
-    assert "bs:noseSneerLeft" not in head.meta["still_features"]
+    base = copy.deepcopy(DEFAULT)
+    base.weights[base.codes.index("AU43")] = 0.0  # a base score that reads only a still feature: still itself
+    base.weights[base.codes.index("AU43"), base.features.index("bs:cheekPuff")] = 1.0
+    faces.features[:, FEATURES.index("bs:cheekPuff")] = 0.01
+    moved = replace(faces, features=faces.features + rng.normal(scale=0.01, size=faces.features.shape))
+    head, fits = fit_head(faces, base, min_positives=10, views=(faces, moved))
+    still = head.meta["still_features"]
+    assert {"bs:cheekSquintLeft", "bs:cheekPuff", "base:AU43"} <= set(still)
+    assert "bs:noseSneerLeft" not in still and "bs:cheekSquintLeft" not in head.features
     assert head.weights[row, head.features.index("bs:noseSneerLeft")] > 0  # the same evidence, where it moves
-    assert {f.code: f for f in fits}["AU20"].cv["f1"] > 0.9
+    fit = {f.code: f for f in fits}["AU20"]
+    assert fit.kind == "logistic" and fit.cv["f1"] > 0.8
+    # The head computes what the fitted model computes: its weights, mapped back past the left-out columns.
+    base.bind(FEATURES)
+    inputs = np.concatenate([faces.features, base.scores(faces.features)[:, [base.codes.index(c) for c in CODES]]],
+                            axis=1)
+    assert fit.weights[[FEATURES.index("bs:cheekSquintLeft"), len(FEATURES) + CODES.index("AU43")]].tolist() == [0, 0]
+    head.bind(FEATURES)
+    assert np.allclose(head.scores(faces.features)[:, row], inputs @ fit.weights + fit.bias, atol=1e-5)
 
 
 def test_rare_and_uncoded_aus_keep_the_base_head() -> None:
@@ -321,6 +337,35 @@ def test_intervals_over_people_hold_the_figure_and_widen_when_people_disagree() 
     assert width["disagreeing"] > 1.5 * width["agreeing"]  # the more people differ, the less a figure is known
     assert intervals(faces, agreeing) == intervals(faces, agreeing)  # deterministic
     assert intervals(faces, agreeing)["intensity_mae"] == [0.0, 0.0]  # every level right, for any people
+
+
+def test_intervals_resample_people_not_faces() -> None:
+    """A person filmed three times is one person: copies of each person's faces leave the intervals as they were
+    (resampling faces would narrow them). The mean F1 is over the AUs the figure counts; one person is no
+    interval, and without subject ids the resampling is over faces and says so."""
+    from pipeline.au.facs_scores import intervals
+
+    faces = faces_with_neutrals()
+    rng = np.random.default_rng(3)
+    intensity = np.full(faces.labels.shape, np.nan)
+    for code in ("AU12", "AU6"):
+        row = CODES.index(code)
+        intensity[:, row] = np.where(rng.random(len(faces.features)) < 0.3, 2.0, 0.5)  # imperfect, both ways
+    faces.labels[:, CODES.index("AU6")] = np.where(faces.neutral, 0.0, np.nan)
+    faces.labels[np.flatnonzero(~faces.neutral)[:8], CODES.index("AU6")] = 0.0
+    faces.labels[np.flatnonzero(~faces.neutral)[:2], CODES.index("AU6")] = 3.0  # 2 coded: below min_support 3
+    once = intervals(faces, intensity)
+    assert once["over"] == "people" and once["mean_f1"][0] < once["mean_f1"][1]
+    thrice = TD_subset(faces, [i for i in range(len(faces.features)) for _ in range(3)])
+    # (min_support 1: the AUs counted in the mean must not change with the copies, which triple the support)
+    assert intervals(thrice, np.repeat(intensity, 3, axis=0), min_support=1) == intervals(faces, intensity, 1)
+    only_au12 = intensity.copy()
+    only_au12[:, CODES.index("AU6")] = np.nan
+    assert intervals(faces, only_au12)["mean_f1"] == once["mean_f1"]  # AU6 is not in the mean
+    one_person = replace(faces, groups=["S000"] * len(faces.groups))
+    assert intervals(one_person, intensity) == {}
+    no_ids = replace(faces, groups=[f"item{i}" for i in range(len(faces.groups))])
+    assert intervals(no_ids, intensity)["over"] == "faces"
 
 
 def test_the_head_states_its_figures_with_their_intervals() -> None:

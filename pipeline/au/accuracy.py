@@ -34,11 +34,12 @@ def accuracy_cells(q: dict[str, Any]) -> list[str]:
 
 
 def _interval(summary: dict[str, Any], name: str) -> str:
-    """' (95% interval over people: lo-hi)' where the head file has one for this figure (heads before it: '')."""
-    bounds = (summary.get("intervals") or {}).get(name)
+    """' (95% interval over people lo-hi)' where the head file has one for this figure (heads before it: '')."""
+    intervals = summary.get("intervals") or {}
+    bounds = intervals.get(name)
     if not bounds or not all(isinstance(b, int | float) for b in bounds):
         return ""
-    return f" (95% interval over people {bounds[0]:.2f}-{bounds[1]:.2f})"
+    return f" (95% interval over {intervals.get('over', 'people')} {bounds[0]:.2f}-{bounds[1]:.2f})"
 
 
 def head_summary_lines(head: dict[str, Any]) -> list[str]:

@@ -9,8 +9,9 @@ included. Used by `fea calibrate` (held-out intensities) and benchmarks/au_facs_
 
 A few dozen people's faces give these figures a wide margin: another group of people of the same corpus can
 score quite differently (heads learned on one half of CK+'s even subjects found 0.05 to 0.30 AUs per neutral
-face on the other half, depending on the split). `intervals`
-says how wide, by resampling people (the subjects, with replacement) and recomputing the head-level figures.
+face on the other half, depending on the split). `intervals` says how wide, for the mean F1, AUs per neutral face
+and the level error, by resampling people (the subjects, with replacement) and recomputing those figures. They
+are percentile intervals: usually around the figure, but not centred on it.
 """
 
 from __future__ import annotations
@@ -69,12 +70,15 @@ def score_head(faces: FaceTable, intensity: np.ndarray, min_support: int = 3) ->
 
 
 def intervals(faces: FaceTable, intensity: np.ndarray, min_support: int = 3, resamples: int = 2000,
-              level: float = 0.95, seed: int = 0) -> dict[str, list[float]]:
+              level: float = 0.95, seed: int = 0) -> dict[str, Any]:
     """Percentile intervals (`level`) of the head-level figures of `score_head` over people: each resample draws
     the subjects (faces.groups) with replacement and takes all their faces. The mean F1 is over the same AUs as
     the point figure; a resample where an AU has neither a coded nor a found face leaves it out of that mean.
-    Deterministic for a `seed`."""
+    `over`: "people", or "faces" where every face is its own group (no subject ids). Empty with fewer than two
+    groups. Deterministic for a `seed`."""
     groups, subject = np.unique(np.asarray(faces.groups), return_inverse=True)
+    if len(groups) < 2:  # one person: every resample is the same faces, a width of 0 would say nothing
+        return {}
     draws = np.random.default_rng(seed).integers(0, len(groups), size=(resamples, len(groups)))
     drawn = np.apply_along_axis(np.bincount, 1, draws, minlength=len(groups)).astype(np.float64)  # per subject
 
@@ -108,8 +112,10 @@ def intervals(faces: FaceTable, intensity: np.ndarray, min_support: int = 3, res
         bounds["intensity_mae"] = _ratio(summed(error), summed(levels.sum(axis=1)))
     tail = (1.0 - level) / 2 * 100
     bounds = {name: values[np.isfinite(values)] for name, values in bounds.items()}
-    return {name: [_round(np.percentile(values, tail), 4), _round(np.percentile(values, 100 - tail), 4)]
-            for name, values in bounds.items() if len(values)}
+    out: dict[str, Any] = {name: [_round(np.percentile(values, tail), 4), _round(np.percentile(values, 100 - tail), 4)]
+                           for name, values in bounds.items() if len(values)}
+    # Without subject ids every face is its own group: the resampling is then over faces, and says so.
+    return out | {"over": "people" if len(groups) < len(faces.groups) else "faces"} if out else {}
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:

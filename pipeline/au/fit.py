@@ -14,7 +14,8 @@ Intensity levels are fitted to coded FACS levels from the same held-out scores (
 An AU with fewer than `min_positives` coded positives (or negatives) keeps the base head's model
 (the default head) and is listed as such. Faces whose corpus does not code an AU are left out of
 that AU's model, never counted as negatives. Features that barely move in the calibration faces (spread below
-MIN_SCALE), and base-head scores that barely move, are not learned from (`still_features` in the head file).
+MIN_SCALE), and base-head scores that barely move, are not learned from (`still_features` in the head file); a
+still feature keeps only the weight the base head's own scores give it.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class AUFit:
     fitted: bool
     reason: str = ""  # why not fitted
     cv: dict[str, float] = field(default_factory=dict)  # f1, precision, recall, correlation, C, threshold
-    weights: np.ndarray | None = None  # logistic: raw feature units, then one weight per base-head score
+    weights: np.ndarray | None = None  # logistic: per column of `x` (raw units); fit_head: every feature, then
+    # one weight per base-head score (0 where a column was left out as still)
     bias: float = 0.0  # logistic: intercept; base-threshold: minus the re-chosen threshold
     kind: str = "base"  # base | base-threshold | logistic
     slope: float = 1.0  # intensity slope above the threshold, fitted to coded FACS levels (else the base head's)
@@ -103,12 +105,14 @@ def _fitted_score(kind: str, c: float, threshold: float, x_train, y_train, invar
         return decision(x_train, y_train, x_test, c, invariance) - threshold
     return base_test - threshold
 
+
 def fit_au(code: str, x: np.ndarray, base_score: np.ndarray, intensity: np.ndarray, groups: np.ndarray,
            min_positives: int, folds: int, min_recalibrate: int = 3, neutral: np.ndarray | None = None,
            graded: np.ndarray | None = None, neutral_rate: float = 0.01, base_slopes: tuple[float, float] = (1.0, 1.0),
            min_levels: int = 10, max_level_error: float = 1.0, shift: np.ndarray | None = None) -> AUFit:
     """Choose, score and fit the model of one AU. `x` holds the face features followed by the base head's
-    scores (a prior: the base head's FACS knowledge costs the logistic model nothing to use). Faces marked
+    scores (a prior: the base head's FACS knowledge costs the logistic model nothing to use), those that move in
+    these faces (fit_head leaves the still ones out). Faces marked
     `neutral` are negatives the threshold must keep quiet (at most `neutral_rate` of them fire); the FACS
     levels of `graded` faces fit the intensity slope above the threshold. `base_slopes`: the base head's slopes
     (above, below the threshold); below it the AU keeps the base head's."""
@@ -257,6 +261,7 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
         if result.kind == "logistic":
             learned = np.zeros(len(names))
             learned[live] = result.weights
+            result.weights = learned  # in the full space: every feature, then every base-head score
             direct, prior = learned[: len(features)], learned[len(features):]
             weights[row] = direct + prior @ base_weights[base_rows]
             bias[row] = result.bias + prior @ base.bias[base_rows]
