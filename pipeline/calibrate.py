@@ -43,8 +43,8 @@ def calibrate(builds: list[str | Path], base_head: Path, output: Path, min_posit
 
 def report_lines(head: AUHead, fits: list[AUFit]) -> list[str]:
     """A table of the AUs: coded support, held-out scores and the model chosen, or why the base head was kept."""
-    lines = [f"{'AU':6}{'coded+':>7}{'coded-':>7}  {'F1':>5} {'prec':>5} {'rec':>5} {'corr':>5} {'neut':>5} "
-             f"{'lvMAE':>5}  model"]
+    lines = [f"{'AU':6}{'coded+':>7}{'coded-':>7}  {'F1':>5} {'F1 95%':>9} {'prec':>5} {'rec':>5} {'corr':>5} "
+             f"{'neut':>5} {'lvMAE':>5}  model"]
     models = {"logistic": "learned", "base-threshold": "base head, threshold re-chosen", "base": "base head"}
     for fit in fits:
         if fit.fitted:
@@ -52,12 +52,16 @@ def report_lines(head: AUHead, fits: list[AUFit]) -> list[str]:
             extra = f" (C={cv['C']})" if "C" in cv else ""
             neutral = f"{cv['neutral_rate']:5.2f}" if "neutral_rate" in cv else f"{'':5}"
             level = f"{cv['intensity_mae']:5.2f}" if "intensity_mae" in cv else f"{'':5}"
-            lines.append(f"{fit.code:6}{fit.positives:7d}{fit.negatives:7d}  {cv['f1']:5.2f} {cv['precision']:5.2f} "
-                         f"{cv['recall']:5.2f} {cv['correlation']:5.2f} {neutral} {level}  {models[fit.kind]}{extra}")
+            bounds = head.quality.get(fit.code, {}).get("f1_interval")
+            interval = f"{bounds[0]:.2f}-{bounds[1]:.2f}" if bounds and None not in bounds else ""
+            lines.append(f"{fit.code:6}{fit.positives:7d}{fit.negatives:7d}  {cv['f1']:5.2f} {interval:>9} "
+                         f"{cv['precision']:5.2f} {cv['recall']:5.2f} {cv['correlation']:5.2f} {neutral} {level}  "
+                         f"{models[fit.kind]}{extra}")
         else:
-            lines.append(f"{fit.code:6}{fit.positives:7d}{fit.negatives:7d}  {'':>35}  base head: {fit.reason}")
+            lines.append(f"{fit.code:6}{fit.positives:7d}{fit.negatives:7d}  {'':>45}  base head: {fit.reason}")
     lines += head_summary_lines(head.summary())
     meta = head.meta
     lines.append(f"({meta['faces']} faces, {meta['subjects']} subjects, {meta['folds']} subject-disjoint folds; "
-                 "neut = share of the neutral faces an AU fires on, lvMAE = level error)")
+                 "F1 95% = its interval over people, neut = share of the neutral faces an AU fires on, "
+                 "lvMAE = level error)")
     return lines

@@ -379,6 +379,13 @@ def test_the_head_states_its_figures_with_their_intervals() -> None:
     assert f"(95% interval over people {low:.2f}-{high:.2f})" in lines[0]
     older = {k: v for k, v in summary.items() if k != "intervals"}  # a head file from before intervals
     assert "interval" not in " ".join(head_summary_lines({"summary": older}))
+    assert "f1_by_au" not in summary["intervals"]  # each AU's own interval sits with its quality
+    from pipeline.au.accuracy import accuracy_cells
+
+    q = head.quality["AU12"]
+    low, high = q["f1_interval"]
+    assert low <= high and accuracy_cells(q)[0] == f"{q['f1']:.2f} ({low:.2f}-{high:.2f})"
+    assert accuracy_cells({k: v for k, v in q.items() if k != "f1_interval"})[0] == f"{q['f1']:.2f}"
 
 
 def test_resting_faces_make_identity_directions_costly() -> None:

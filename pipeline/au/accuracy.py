@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-ACCURACY_COLUMNS = ["AU", "model", "held-out F1", "precision", "recall", "on neutral faces", "level error",
-                    "levels supported", "coded +/-", "note"]
+ACCURACY_COLUMNS = ["AU", "model", "held-out F1 (95% interval)", "precision", "recall", "on neutral faces",
+                    "level error", "levels supported", "coded +/-", "note"]
 
 
 LEVELS_NOTE = ("Intensity answers (au_intensity, and the intensity turn of multi_turn) state FACS levels only for "
@@ -23,11 +23,16 @@ def _figure(value: Any, digits: int = 2) -> str:
 
 
 def accuracy_cells(q: dict[str, Any]) -> list[str]:
-    """One AU's known accuracy as table cells (ACCURACY_COLUMNS after AU and model): held-out F1, precision,
+    """One AU's known accuracy as table cells (ACCURACY_COLUMNS after AU and model): held-out F1 (with its 95%
+    interval over people, where the head file has one), precision,
     recall, the share of neutral faces it fires on, the mean error of its levels against coded FACS levels
     (A-E) where it finds the AU, whether those levels are supported (enough graded faces, error <= 1 level),
     coded support, and why the base head was kept."""
-    return [_figure(q.get("f1")) or "not measured", _figure(q.get("precision")), _figure(q.get("recall")),
+    f1 = _figure(q.get("f1")) or "not measured"
+    bounds = q.get("f1_interval")
+    if f1 != "not measured" and bounds and all(isinstance(b, int | float) for b in bounds):
+        f1 += f" ({bounds[0]:.2f}-{bounds[1]:.2f})"  # 95% interval over people
+    return [f1, _figure(q.get("precision")), _figure(q.get("recall")),
             f"{q['neutral_rate']:.1%}" if isinstance(q.get("neutral_rate"), int | float) else "",
             _figure(q.get("intensity_mae_found")), "yes" if q.get("intensity_supported") else "no",
             f"{q['positives']}/{q['negatives']}" if "positives" in q else "", q.get("kept_base", q.get("note", ""))]

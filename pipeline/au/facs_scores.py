@@ -74,8 +74,8 @@ def intervals(faces: FaceTable, intensity: np.ndarray, min_support: int = 3, res
     """Percentile intervals (`level`) of the head-level figures of `score_head` over people: each resample draws
     the subjects (faces.groups) with replacement and takes all their faces. The mean F1 is over the same AUs as
     the point figure; a resample where an AU has neither a coded nor a found face leaves it out of that mean.
-    `over`: "people", or "faces" where every face is its own group (no subject ids). Empty with fewer than two
-    groups. Deterministic for a `seed`."""
+    `f1_by_au`: each counted AU's F1 interval. `over`: "people", or "faces" where every face is its own group
+    (no subject ids). Empty with fewer than two groups. Deterministic for a `seed`."""
     groups, subject = np.unique(np.asarray(faces.groups), return_inverse=True)
     if len(groups) < 2:  # one person: every resample is the same faces, a width of 0 would say nothing
         return {}
@@ -111,9 +111,16 @@ def intervals(faces: FaceTable, intensity: np.ndarray, min_support: int = 3, res
         error = np.where(levels, np.abs(np.nan_to_num(intensity) - np.nan_to_num(faces.labels)), 0.0).sum(axis=1)
         bounds["intensity_mae"] = _ratio(summed(error), summed(levels.sum(axis=1)))
     tail = (1.0 - level) / 2 * 100
-    bounds = {name: values[np.isfinite(values)] for name, values in bounds.items()}
-    out: dict[str, Any] = {name: [_round(np.percentile(values, tail), 4), _round(np.percentile(values, 100 - tail), 4)]
-                           for name, values in bounds.items() if len(values)}
+
+    def percentiles(values: np.ndarray) -> list[float | None] | None:
+        values = values[np.isfinite(values)]
+        return [_round(np.percentile(values, tail), 4), _round(np.percentile(values, 100 - tail), 4)] \
+            if len(values) else None
+
+    out: dict[str, Any] = {name: bounds for name, values in bounds.items() if (bounds := percentiles(values))}
+    if counted:  # each counted AU's own F1: with a handful of coded faces, an AU's figure is known to +-0.3
+        by_au = {faces.codes[row]: percentiles(f1[:, j]) for j, row in enumerate(counted)}
+        out["f1_by_au"] = {code: bounds for code, bounds in by_au.items() if bounds}
     # Without subject ids every face is its own group: the resampling is then over faces, and says so.
     return out | {"over": "people" if len(groups) < len(faces.groups) else "faces"} if out else {}
 

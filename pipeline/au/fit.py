@@ -298,6 +298,8 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
               **(meta or {})},
     )
     head.meta["summary"] = summarise(faces, fits, head)
+    for code, bounds in head.meta["summary"].get("intervals", {}).pop("f1_by_au", {}).items():
+        head.quality[code]["f1_interval"] = bounds  # beside the AU's F1, where the card and report read it
     digest = hashlib.sha256(json.dumps([head.content_version(), head.meta["fitted_on"]]).encode()).hexdigest()
     head.version = f"fit-{digest[:12]}"
     return head, fits
