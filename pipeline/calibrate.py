@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.au.accuracy import head_summary_lines
+from pipeline.au.accuracy import head_summary_lines, interval_text
 from pipeline.au.fit import AUFit, fit_head
 from pipeline.au.head import AUHead
 from pipeline.au.training_data import read_faces, read_views
@@ -52,8 +52,7 @@ def report_lines(head: AUHead, fits: list[AUFit]) -> list[str]:
             extra = f" (C={cv['C']})" if "C" in cv else ""
             neutral = f"{cv['neutral_rate']:5.2f}" if "neutral_rate" in cv else f"{'':5}"
             level = f"{cv['intensity_mae']:5.2f}" if "intensity_mae" in cv else f"{'':5}"
-            bounds = head.quality.get(fit.code, {}).get("f1_interval")
-            interval = f"{bounds[0]:.2f}-{bounds[1]:.2f}" if bounds and None not in bounds else ""
+            interval = interval_text(head.quality.get(fit.code, {}).get("f1_interval"))
             lines.append(f"{fit.code:6}{fit.positives:7d}{fit.negatives:7d}  {cv['f1']:5.2f} {interval:>9} "
                          f"{cv['precision']:5.2f} {cv['recall']:5.2f} {cv['correlation']:5.2f} {neutral} {level}  "
                          f"{models[fit.kind]}{extra}")

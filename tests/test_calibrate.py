@@ -18,8 +18,7 @@ from conftest import SCHEMAS
 from pipeline.au.fit import fit_head
 from pipeline.au.head import AUHead, feature_names
 from pipeline.au.measures import MeshMeasures
-from pipeline.au.training_data import FaceTable
-from pipeline.au.training_data import _subset as TD_subset
+from pipeline.au.training_data import FaceTable, subset
 from pipeline.cli import main
 from pipeline.domain.vocabulary import load_au_vocabulary
 
@@ -356,7 +355,7 @@ def test_intervals_resample_people_not_faces() -> None:
     faces.labels[np.flatnonzero(~faces.neutral)[:2], CODES.index("AU6")] = 3.0  # 2 coded: below min_support 3
     once = intervals(faces, intensity)
     assert once["over"] == "people" and once["mean_f1"][0] < once["mean_f1"][1]
-    thrice = TD_subset(faces, [i for i in range(len(faces.features)) for _ in range(3)])
+    thrice = subset(faces, [i for i in range(len(faces.features)) for _ in range(3)])
     # (min_support 1: the AUs counted in the mean must not change with the copies, which triple the support)
     assert intervals(thrice, np.repeat(intensity, 3, axis=0), min_support=1) == intervals(faces, intensity, 1)
     only_au12 = intensity.copy()

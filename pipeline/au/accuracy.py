@@ -22,6 +22,13 @@ def _figure(value: Any, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if isinstance(value, int | float) else ""
 
 
+def interval_text(bounds: Any) -> str:
+    """'lo-hi' of a 95% interval as head files keep it ([lo, hi]); '' where there is none (older heads, None)."""
+    if not bounds or not all(isinstance(b, int | float) for b in bounds):
+        return ""
+    return f"{bounds[0]:.2f}-{bounds[1]:.2f}"
+
+
 def accuracy_cells(q: dict[str, Any]) -> list[str]:
     """One AU's known accuracy as table cells (ACCURACY_COLUMNS after AU and model): held-out F1 (with its 95%
     interval over people, where the head file has one), precision,
@@ -29,9 +36,8 @@ def accuracy_cells(q: dict[str, Any]) -> list[str]:
     (A-E) where it finds the AU, whether those levels are supported (enough graded faces, error <= 1 level),
     coded support, and why the base head was kept."""
     f1 = _figure(q.get("f1")) or "not measured"
-    bounds = q.get("f1_interval")
-    if f1 != "not measured" and bounds and all(isinstance(b, int | float) for b in bounds):
-        f1 += f" ({bounds[0]:.2f}-{bounds[1]:.2f})"  # 95% interval over people
+    if f1 != "not measured" and (interval := interval_text(q.get("f1_interval"))):
+        f1 += f" ({interval})"  # 95% interval over people
     return [f1, _figure(q.get("precision")), _figure(q.get("recall")),
             f"{q['neutral_rate']:.1%}" if isinstance(q.get("neutral_rate"), int | float) else "",
             _figure(q.get("intensity_mae_found")), "yes" if q.get("intensity_supported") else "no",
@@ -41,10 +47,8 @@ def accuracy_cells(q: dict[str, Any]) -> list[str]:
 def _interval(summary: dict[str, Any], name: str) -> str:
     """' (95% interval over people lo-hi)' where the head file has one for this figure (heads before it: '')."""
     intervals = summary.get("intervals") or {}
-    bounds = intervals.get(name)
-    if not bounds or not all(isinstance(b, int | float) for b in bounds):
-        return ""
-    return f" (95% interval over {intervals.get('over', 'people')} {bounds[0]:.2f}-{bounds[1]:.2f})"
+    interval = interval_text(intervals.get(name))
+    return f" (95% interval over {intervals.get('over', 'people')} {interval})" if interval else ""
 
 
 def head_summary_lines(head: dict[str, Any]) -> list[str]:

@@ -124,10 +124,11 @@ def read_views(first: str | Path | BuildDir, second: str | Path | BuildDir, appe
     if not common:
         raise ValueError(f"{first} and {second}: no face of one build pairs with a face of the other (same file "
                          "name, one face each)")
-    return tuple(_subset(table, [key[stem] for stem in common]) for table, key in zip(tables, keys, strict=True))
+    return tuple(subset(table, [key[stem] for stem in common]) for table, key in zip(tables, keys, strict=True))
 
 
-def _subset(table: FaceTable, index: list[int]) -> FaceTable:
+def subset(table: FaceTable, index: list[int]) -> FaceTable:
+    """The faces of `table` at `index`, in that order (repeats allowed), with every per-face field."""
     def pick(values):
         return None if values is None else [values[i] for i in index] if isinstance(values, list) else values[index]
 
