@@ -49,7 +49,7 @@ def report_lines(head: AUHead, fits: list[AUFit]) -> list[str]:
     for fit in fits:
         if fit.fitted:
             cv = fit.cv
-            extra = f" (C={cv['C']})" if "C" in cv else ""
+            extra = (f" (C={cv['C']})" if "C" in cv else "") + ("; levels pooled" if "levels_from" in cv else "")
             neutral = f"{cv['neutral_rate']:5.2f}" if "neutral_rate" in cv else f"{'':5}"
             level = f"{cv['intensity_mae']:5.2f}" if "intensity_mae" in cv else f"{'':5}"
             interval = interval_text(head.quality.get(fit.code, {}).get("f1_interval"))

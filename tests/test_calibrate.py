@@ -294,6 +294,25 @@ def test_intensity_slope_is_fitted_to_the_coded_levels() -> None:
     assert "intensity_mae" in head.meta["summary"]
 
 
+def test_aus_found_too_rarely_start_their_levels_where_the_corpus_grades_found_aus() -> None:
+    from pipeline.au.levels import MIN_FOUND, pooled_level
+
+    faces = faces_with_neutrals()
+    rare = CODES.index("AU20")
+    peaks = np.flatnonzero(~faces.neutral)[::6][:4]  # four people's peaks: too few to fit AU20's own levels
+    faces.labels[peaks, rare], faces.graded[peaks, rare] = 1.0, True
+    head, fits = fit_head(faces, DEFAULT, min_positives=10, neutral_rate=0.02)
+    by_code = {f.code: f for f in fits}
+    assert by_code["AU20"].fitted and head.quality["AU20"]["levels_from"].startswith("pooled")
+    row = CODES.index("AU12")
+    found = faces.graded[:, row] & (faces.labels[:, row] > 0) & (np.nan_to_num(by_code["AU12"].held_out) > 0)
+    assert found.sum() >= MIN_FOUND and "levels_from" not in head.quality["AU12"]
+    expected = pooled_level(faces.labels[found, row])  # AU12's found grades alone: AU20's own A grades stay out
+    assert expected > 1.0 and head.level_at[rare] == expected == by_code["AU20"].level_at
+    assert pooled_level(np.concatenate([faces.labels[found, row], np.ones(found.sum())])) < expected
+    assert head.quality["AU20"]["intensity_mae"] >= 0  # its level error, measured with the pooled start
+
+
 def test_facs_scores_count_neutral_faces_apart_and_levels_with_misses() -> None:
     from pipeline.au.facs_scores import score_head
 

@@ -10,7 +10,8 @@ subject-disjoint cross-validation whose held-out predictions give the AU's repor
 recall and correlation: figures for faces of people the head has never seen. The final model is
 refitted on all faces with the settings chosen on all of them.
 
-Intensity levels are fitted to coded FACS levels from the same held-out scores (pipeline/au/levels.py).
+Intensity levels are fitted to coded FACS levels from the same held-out scores (pipeline/au/levels.py); an AU found
+on too few graded faces starts its levels where the other AUs' found faces were graded (pooled).
 An AU with fewer than `min_positives` coded positives (or negatives) keeps the base head's model
 (the default head) and is listed as such. Faces whose corpus does not code an AU are left out of
 that AU's model, never counted as negatives. Features that barely move in the calibration faces (spread below
@@ -32,7 +33,7 @@ from pipeline.au.appearance import PREFIX, Appearance
 from pipeline.au.facs_scores import intervals, score_head
 from pipeline.au.head import AUHead, intensity_from_score
 from pipeline.au.invariant_logistic import MIN_SCALE, Invariance, decision, fit_linear
-from pipeline.au.levels import fit_levels
+from pipeline.au.levels import MIN_FOUND, fit_levels, level_errors, pooled_level
 from pipeline.au.thresholds import Rule, f1_precision_recall
 from pipeline.au.training_data import FaceTable
 
@@ -276,6 +277,7 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
             quality[code] = {**result.cv, **support, "source": "subject-disjoint cross-validation"}
         else:
             quality[code] = {**base.quality.get(code, {}), **support, "kept_base": result.reason}
+    _pool_rare_levels(faces, fits, slope, slope_below, level_at, quality)
     weights = np.round(weights, 8)  # the precision the head file keeps: a weight that rounds to 0 is not used
     used = np.flatnonzero(np.abs(weights).sum(axis=0) > 0)
     head = AUHead(
@@ -303,6 +305,39 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
     digest = hashlib.sha256(json.dumps([head.content_version(), head.meta["fitted_on"]]).encode()).hexdigest()
     head.version = f"fit-{digest[:12]}"
     return head, fits
+
+
+def _pool_rare_levels(faces: FaceTable, fits: list[AUFit], slope: np.ndarray, slope_below: np.ndarray,
+                      level_at: np.ndarray, quality: dict[str, dict[str, Any]]) -> None:
+    """Learned AUs found on fewer than MIN_FOUND graded faces start their levels at `pooled_level` of the found
+    faces of the AUs that fitted their own (in place: `level_at`, the fits and their quality entries). The rare AUs'
+    own levels stay out of the pool, so their reported level error is still a figure for levels they did not
+    set. Without graded levels in the corpus nothing changes."""
+    own, rare = [], []
+    for row, fit in enumerate(fits):
+        if not fit.fitted or fit.held_out is None:
+            continue
+        graded = faces.graded[:, row] & (faces.labels[:, row] > 0) & np.isfinite(fit.held_out)
+        found = graded & (fit.held_out > 0)
+        if found.sum() >= MIN_FOUND:
+            own.append(faces.labels[found, row])
+        else:
+            rare.append((row, fit, graded))
+    if not own or not rare:
+        return
+    level = pooled_level(np.concatenate(own))
+    for row, fit, graded in rare:
+        fit.level_at = level_at[row] = level
+        figures: dict[str, Any] = {
+            "levels_from": f"pooled: the level found AUs of this corpus were graded at ({len(own)} AUs)"}
+        if graded.any():
+            error, found_error, corr = level_errors(fit.held_out[graded], faces.labels[graded, row], slope[row],
+                                                    slope_below[row], level)
+            figures |= {"intensity_mae": round(error, 3),
+                        "intensity_mae_found": None if np.isnan(found_error) else round(found_error, 3),
+                        "intensity_correlation": None if np.isnan(corr) else round(corr, 3)}
+        fit.cv |= figures
+        quality[fit.code] |= figures
 
 
 def summarise(faces: FaceTable, fits: list[AUFit], head: AUHead) -> dict[str, Any]:
