@@ -53,7 +53,8 @@ class AUFit:
     bias: float = 0.0  # logistic: intercept; base-threshold: minus the re-chosen threshold
     kind: str = "base"  # base | base-threshold | logistic
     slope: float = 1.0  # intensity slope above the threshold, fitted to coded FACS levels (else the base head's)
-    level_at: float = 1.0  # intensity just above the threshold, fitted with the slope (else FACS level A)
+    level_at: float = 1.0  # intensity just above the threshold, fitted with the slope (too few found: the
+    # level pooled over the AUs that fitted theirs, fit_head; never graded: FACS level A)
     held_out: np.ndarray | None = None  # per face of the table: held-out score (> 0 present), NaN where not scored
 
 
@@ -309,10 +310,10 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
 
 def _pool_rare_levels(faces: FaceTable, fits: list[AUFit], slope: np.ndarray, slope_below: np.ndarray,
                       level_at: np.ndarray, quality: dict[str, dict[str, Any]]) -> None:
-    """Learned AUs found on fewer than MIN_FOUND graded faces start their levels at `pooled_level` of the found
-    faces of the AUs that fitted their own (in place: `level_at`, the fits and their quality entries). The rare AUs'
-    own levels stay out of the pool, so their reported level error is still a figure for levels they did not
-    set. Without graded levels in the corpus nothing changes."""
+    """Learned AUs found on fewer than MIN_FOUND graded faces (and graded at least once) start their levels at
+    `pooled_level` of the found faces of the AUs that fitted their own (in place: `level_at`, the fits and their
+    quality entries). The rare AUs' own levels stay out of the pool, so their reported level error is still a
+    figure for levels they did not set. Without graded levels in the corpus nothing changes."""
     own, rare = [], []
     for row, fit in enumerate(fits):
         if not fit.fitted or fit.held_out is None:
@@ -321,21 +322,20 @@ def _pool_rare_levels(faces: FaceTable, fits: list[AUFit], slope: np.ndarray, sl
         found = graded & (fit.held_out > 0)
         if found.sum() >= MIN_FOUND:
             own.append(faces.labels[found, row])
-        else:
+        elif graded.any():  # an AU no corpus grades keeps level A: nothing says how its coders would grade it
             rare.append((row, fit, graded))
     if not own or not rare:
         return
     level = pooled_level(np.concatenate(own))
     for row, fit, graded in rare:
         fit.level_at = level_at[row] = level
-        figures: dict[str, Any] = {
-            "levels_from": f"pooled: the level found AUs of this corpus were graded at ({len(own)} AUs)"}
-        if graded.any():
-            error, found_error, corr = level_errors(fit.held_out[graded], faces.labels[graded, row], slope[row],
-                                                    slope_below[row], level)
-            figures |= {"intensity_mae": round(error, 3),
-                        "intensity_mae_found": None if np.isnan(found_error) else round(found_error, 3),
-                        "intensity_correlation": None if np.isnan(corr) else round(corr, 3)}
+        error, found_error, corr = level_errors(fit.held_out[graded], faces.labels[graded, row], slope[row],
+                                                slope_below[row], level)
+        figures = {"levels_from": f"pooled: the level found AUs of this corpus were graded at ({len(own)} AU"
+                                  f"{'s' if len(own) > 1 else ''})",
+                   "intensity_mae": round(error, 3),
+                   "intensity_mae_found": None if np.isnan(found_error) else round(found_error, 3),
+                   "intensity_correlation": None if np.isnan(corr) else round(corr, 3)}
         fit.cv |= figures
         quality[fit.code] |= figures
 
