@@ -252,13 +252,13 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
     level_at = np.array([base.level_at[b] for b in base_rows], dtype=np.float64)
     origin: dict[str, str] = {}
     quality: dict[str, dict[str, Any]] = {}
-    fits = []
-    for row, code in enumerate(faces.codes):
+    fits = [fit_au(code, augmented, base_scores[:, row], faces.labels[:, row], groups, min_positives, folds,
+                   neutral=faces.neutral, graded=faces.graded[:, row], neutral_rate=neutral_rate,
+                   base_slopes=(float(base.slope[b]), float(base.slope_below[b])), shift=shift)
+            for row, (code, b) in enumerate(zip(faces.codes, base_rows, strict=True))]
+    _pool_rare_levels(faces, fits, slope_below)
+    for row, (code, result) in enumerate(zip(faces.codes, fits, strict=True)):
         b = base_rows[row]
-        result = fit_au(code, augmented, base_scores[:, row], faces.labels[:, row], groups, min_positives, folds,
-                        neutral=faces.neutral, graded=faces.graded[:, row], neutral_rate=neutral_rate,
-                        base_slopes=(float(base.slope[b]), float(base.slope_below[b])), shift=shift)
-        fits.append(result)
         support = {"positives": result.positives, "negatives": result.negatives}
         if result.kind == "logistic":
             learned = np.zeros(len(names))
@@ -278,7 +278,6 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
             quality[code] = {**result.cv, **support, "source": "subject-disjoint cross-validation"}
         else:
             quality[code] = {**base.quality.get(code, {}), **support, "kept_base": result.reason}
-    _pool_rare_levels(faces, fits, slope, slope_below, level_at, quality)
     weights = np.round(weights, 8)  # the precision the head file keeps: a weight that rounds to 0 is not used
     used = np.flatnonzero(np.abs(weights).sum(axis=0) > 0)
     head = AUHead(
@@ -308,11 +307,10 @@ def fit_head(faces: FaceTable, base: AUHead, name: str = "fea-calibrated", min_p
     return head, fits
 
 
-def _pool_rare_levels(faces: FaceTable, fits: list[AUFit], slope: np.ndarray, slope_below: np.ndarray,
-                      level_at: np.ndarray, quality: dict[str, dict[str, Any]]) -> None:
+def _pool_rare_levels(faces: FaceTable, fits: list[AUFit], slope_below: np.ndarray) -> None:
     """Learned AUs found on fewer than MIN_FOUND graded faces (and graded at least once) start their levels at
-    `pooled_level` of the found faces of the AUs that fitted their own (in place: `level_at`, the fits and their
-    quality entries). The rare AUs' own levels stay out of the pool, so their reported level error is still a
+    `pooled_level` of the found faces of the AUs that fitted their own (in place: the fits' `level_at` and level
+    figures in `cv`). The rare AUs' own levels stay out of the pool, so their reported level error is still a
     figure for levels they did not set. Without graded levels in the corpus nothing changes."""
     own, rare = [], []
     for row, fit in enumerate(fits):
@@ -328,8 +326,8 @@ def _pool_rare_levels(faces: FaceTable, fits: list[AUFit], slope: np.ndarray, sl
         return
     level = pooled_level(np.concatenate(own))
     for row, fit, graded in rare:
-        fit.level_at = level_at[row] = level
-        error, found_error, corr = level_errors(fit.held_out[graded], faces.labels[graded, row], slope[row],
+        fit.level_at = level
+        error, found_error, corr = level_errors(fit.held_out[graded], faces.labels[graded, row], fit.slope,
                                                 slope_below[row], level)
         figures = {"levels_from": f"pooled: the level found AUs of this corpus were graded at ({len(own)} AU"
                                   f"{'s' if len(own) > 1 else ''})",
@@ -337,7 +335,6 @@ def _pool_rare_levels(faces: FaceTable, fits: list[AUFit], slope: np.ndarray, sl
                    "intensity_mae_found": None if np.isnan(found_error) else round(found_error, 3),
                    "intensity_correlation": None if np.isnan(corr) else round(corr, 3)}
         fit.cv |= figures
-        quality[fit.code] |= figures
 
 
 def summarise(faces: FaceTable, fits: list[AUFit], head: AUHead) -> dict[str, Any]:
